@@ -1,0 +1,94 @@
+"""Aggregators by name, user registration, and adoption of PyG ``Aggregation`` instances."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+from torch import Tensor, nn
+
+from graphformer.aggr.attention import Attention
+from graphformer.aggr.base import Aggregator
+from graphformer.aggr.basic import Max, Mean, Min, Sum
+
+A = TypeVar("A", bound=type)
+
+_REGISTRY: dict[str, type[Aggregator]] = {
+    "sum": Sum,
+    "add": Sum,
+    "mean": Mean,
+    "max": Max,
+    "min": Min,
+    "attention": Attention,
+}
+
+
+def register(name: str, cls: type[Aggregator] | None = None) -> Any:
+    """Register an :class:`Aggregator` subclass under ``name`` so layers accept ``aggr=name``.
+
+    Use as a decorator, ``@register("powermean")``, or call ``register("powermean", PowerMean)``. The class
+    must be constructible without arguments to be used by name.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"`name` must be a non-empty string, got {name!r}")
+
+    def add(klass: A) -> A:
+        if not (isinstance(klass, type) and issubclass(klass, Aggregator)):
+            raise TypeError(f"only graphformer.aggr.Aggregator subclasses can be registered, got {klass!r}")
+        _REGISTRY[name.lower()] = klass
+        return klass
+
+    return add(cls) if cls is not None else add
+
+
+def available() -> list[str]:
+    """The registered aggregator names."""
+    return sorted(_REGISTRY)
+
+
+class PyGAggregation(Aggregator):
+    """Adapter that lets any ``torch_geometric.nn.aggr.Aggregation`` serve as a graphformer aggregator.
+
+    Messages ``[E, *]`` are flattened to ``[E, F]`` (PyG reduces along ``dim=-2``) and the result is
+    reshaped back to ``[N, *]`` when the PyG module keeps the feature size.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def reduce(self, x: Tensor, index: Tensor, dim_size: int) -> Tensor:
+        flat = x.reshape(x.size(0), -1)  # [E, F]
+        out = self.module(flat, index, dim_size=dim_size)  # [N, F']
+        if out.size(-1) == flat.size(-1):
+            return out.view(dim_size, *x.shape[1:])
+        return out
+
+    def __repr__(self) -> str:
+        return f"PyGAggregation({self.module!r})"
+
+
+def resolve(aggr: str | Aggregator | nn.Module | Callable[..., Tensor]) -> Aggregator:
+    """Turn a layer's ``aggr=`` argument into an :class:`Aggregator` instance.
+
+    Accepts a registered name (``"sum"``, ``"mean"``, ``"max"``, ``"min"``, ``"attention"``, or a user's),
+    an :class:`Aggregator` instance, or a ``torch_geometric.nn.aggr.Aggregation`` instance.
+    """
+    if isinstance(aggr, Aggregator):
+        return aggr
+    if isinstance(aggr, str):
+        klass = _REGISTRY.get(aggr.lower())
+        if klass is None:
+            raise ValueError(f"unknown aggregator {aggr!r}; known names: {', '.join(available())}")
+        return klass()
+    if isinstance(aggr, type) and issubclass(aggr, Aggregator):
+        raise TypeError(f"`aggr` must be an instance, not the class {aggr.__name__}; pass {aggr.__name__}()")
+    try:
+        from torch_geometric.nn.aggr import Aggregation
+    except ImportError:  # pragma: no cover - torch_geometric is a dependency
+        Aggregation = ()  # type: ignore[assignment]
+    if isinstance(aggr, Aggregation):
+        return PyGAggregation(aggr)
+    raise TypeError(
+        "`aggr` must be a name, a graphformer.aggr.Aggregator or a torch_geometric.nn.aggr.Aggregation, "
+        f"got {type(aggr).__name__}"
+    )

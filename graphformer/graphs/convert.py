@@ -1,0 +1,57 @@
+"""Conversions into the two graph forms every layer accepts (explicit ``edge_index`` or a block structure)."""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+from graphformer.graphs.structure import BlockStructure
+from graphformer.graphs.validation import check_edge_index
+
+#: What a layer accepts as its graph argument.
+Graph = Union[Tensor, BlockStructure]
+
+
+def as_graph(graph: Any, num_nodes: int, device: torch.device | None = None, name: str = "edge_index") -> Graph:
+    """Validate a layer's graph argument against ``num_nodes`` nodes.
+
+    Returns an int64 ``edge_index`` ``[2, E]`` or a :class:`BlockStructure` on ``device``. Raises a
+    ``TypeError``/``ValueError`` naming ``name`` when the graph does not fit the node features.
+    """
+    if isinstance(graph, BlockStructure):
+        if graph.num_nodes != num_nodes:
+            raise ValueError(
+                f"`{name}` describes {graph.num_nodes} nodes but `x` has {num_nodes} rows; "
+                "build the structure from the same batch as the features"
+            )
+        if device is not None and graph.device != device:
+            graph = graph.to(device)
+        return graph
+    edge_index = check_edge_index(graph, num_nodes, name)
+    if device is not None and edge_index.device != device:
+        raise ValueError(
+            f"`{name}` is on {edge_index.device} but `x` is on {device}; move both to the same device"
+        )
+    return edge_index
+
+
+def from_networkx(graph: Any) -> Tensor:
+    """``edge_index`` ``[2, E]`` of a networkx graph, nodes numbered in ``graph.nodes`` order.
+
+    Undirected graphs give both directions of every edge (as PyG's ``from_networkx`` does).
+    """
+    import networkx as nx
+
+    if not isinstance(graph, nx.Graph):
+        raise TypeError(f"`graph` must be a networkx graph, got {type(graph).__name__}")
+    position = {node: k for k, node in enumerate(graph.nodes)}
+    edges = [(position[u], position[v]) for u, v in graph.edges]
+    if not graph.is_directed():
+        edges += [(v, u) for u, v in edges if u != v]
+    if not edges:
+        return torch.empty(2, 0, dtype=torch.long)
+    edge_index = torch.tensor(edges, dtype=torch.long).t()
+    order = torch.argsort(edge_index[1] * graph.number_of_nodes() + edge_index[0])
+    return edge_index[:, order].contiguous()

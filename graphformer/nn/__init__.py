@@ -1,0 +1,11 @@
+"""Layer 3 of graphformer: message-passing layers.
+
+``GraphConv`` (``h_i' = W1 h_i + W2 AGG_j h_j``), ``GATConv`` (additive attention) and ``AttentionConv``
+(scaled dot-product multi-head attention, the transformer's MHA as a GNN layer).
+"""
+
+from graphformer.nn.attention_conv import AttentionConv
+from graphformer.nn.gat_conv import GATConv
+from graphformer.nn.graph_conv import GraphConv
+
+__all__ = ["AttentionConv", "GATConv", "GraphConv"]

@@ -1,0 +1,134 @@
+"""GATConv: additive multi-head graph attention (Velickovic et al., 2018)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from graphformer.aggr import Attention, ScoreAggregator, resolve
+from graphformer.graphs.structure import BlockStructure
+from graphformer.graphs.validation import check_edge_attr
+from graphformer.nn.inputs import prepare, unpack
+
+
+class GATConv(nn.Module):
+    r"""Graph attention layer with additive scores.
+
+    .. math::
+        s_{ij}^h = \mathrm{LeakyReLU}\left(a_{dst}^h \cdot W^h h_i + a_{src}^h \cdot W^h h_j
+                   + a_{edge}^h \cdot W_e^h e_{ij}\right), \qquad
+        h_i'^h = \sum_{j \to i} \mathrm{softmax}_j(s_{ij}^h) \, W^h h_j
+
+    and the heads are concatenated (``concat=True``) or averaged. Same parameterisation as PyG's
+    ``GATConv`` (``lin``, ``att_src``, ``att_dst``, ``lin_edge``, ``att_edge``, ``bias``).
+
+    Args:
+        in_channels: input features per node ``F``.
+        out_channels: features per head ``C``.
+        heads: number of heads ``H``.
+        concat: concatenate heads (output ``H * C``) or average them (output ``C``).
+        negative_slope: LeakyReLU slope.
+        dropout: dropout on the attention weights during training.
+        add_self_loops: remove existing self-loops and add one per node (a node attends to itself).
+        edge_dim: size of edge features, if any.
+        fill_value: edge feature of added self-loops (``"mean"`` of incoming edges, a number, ...), as PyG.
+        bias: learn an additive bias.
+        aggr: the score aggregator; default softmax :class:`~graphformer.aggr.Attention`.
+
+    Shapes:
+        - x: ``[N, F]``; edge_index: ``[2, E]`` or a block structure; edge_attr: ``[E, edge_dim]``
+        - output: ``[N, H * C]`` or ``[N, C]``
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        heads: int = 1,
+        concat: bool = True,
+        negative_slope: float = 0.2,
+        dropout: float = 0.0,
+        add_self_loops: bool = True,
+        edge_dim: int | None = None,
+        fill_value: float | str = "mean",
+        bias: bool = True,
+        aggr: str | ScoreAggregator | Any = "attention",
+    ) -> None:
+        super().__init__()
+        if heads < 1:
+            raise ValueError(f"`heads` must be at least 1, got {heads}")
+        self.in_channels, self.out_channels, self.heads, self.concat = in_channels, out_channels, heads, concat
+        self.negative_slope, self.add_self_loops, self.edge_dim = negative_slope, add_self_loops, edge_dim
+        self.fill_value = fill_value
+        aggregator = Attention(dropout=dropout) if aggr == "attention" else resolve(aggr)
+        if not isinstance(aggregator, ScoreAggregator):
+            raise ValueError(f"GATConv needs a score aggregator (e.g. Attention), got {aggregator!r}")
+        self.aggr = aggregator
+        self.lin = nn.Linear(in_channels, heads * out_channels, bias=False)
+        self.att_src = nn.Parameter(torch.empty(1, heads, out_channels))
+        self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels))
+        if edge_dim is not None:
+            self.lin_edge = nn.Linear(edge_dim, heads * out_channels, bias=False)
+            self.att_edge = nn.Parameter(torch.empty(1, heads, out_channels))
+        else:
+            self.register_module("lin_edge", None)
+            self.register_parameter("att_edge", None)
+        out_size = heads * out_channels if concat else out_channels
+        self.bias = nn.Parameter(torch.empty(out_size)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.lin.weight)
+        for att in (self.att_src, self.att_dst, self.att_edge):
+            if att is not None:
+                nn.init.xavier_uniform_(att.view(self.heads, self.out_channels))
+        if self.lin_edge is not None:
+            nn.init.xavier_uniform_(self.lin_edge.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(
+        self,
+        x: Tensor | Any,
+        edge_index: Tensor | BlockStructure | None = None,
+        edge_attr: Tensor | None = None,
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Returns ``out``, or ``(out, (edge_index, weights [E, H]))`` with ``return_attention=True``."""
+        x, edge_index, edge_attr = unpack(x, edge_index, edge_attr)
+        x, graph = prepare(self, x, edge_index, self.in_channels)
+        num_nodes, heads, channels = x.size(0), self.heads, self.out_channels
+        edge_index = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
+        if edge_attr is not None:
+            edge_attr = check_edge_attr(edge_attr, edge_index.size(1), self.edge_dim)
+        if self.add_self_loops:
+            from torch_geometric.utils import add_self_loops, remove_self_loops
+
+            edge_index, edge_attr = remove_self_loops(edge_index, edge_attr)
+            edge_index, edge_attr = add_self_loops(
+                edge_index, edge_attr, fill_value=self.fill_value, num_nodes=num_nodes
+            )
+        h = self.lin(x).view(num_nodes, heads, channels)  # [N, H, C]
+        alpha_src = (h * self.att_src).sum(-1)  # [N, H]
+        alpha_dst = (h * self.att_dst).sum(-1)  # [N, H]
+        source, target = edge_index[0], edge_index[1]
+        scores = alpha_src.index_select(0, source) + alpha_dst.index_select(0, target)  # [E, H]
+        if self.lin_edge is not None and edge_attr is not None:
+            e = self.lin_edge(edge_attr).view(-1, heads, channels)  # [E, H, C]
+            scores = scores + (e * self.att_edge).sum(-1)
+        scores = F.leaky_relu(scores, self.negative_slope)
+        values = h.index_select(0, source)  # [E, H, C]
+        out, weights = self.aggr(values, target, dim_size=num_nodes, scores=scores, return_weights=True)
+        out = out.reshape(num_nodes, heads * channels) if self.concat else out.mean(dim=1)
+        if self.bias is not None:
+            out = out + self.bias
+        return (out, (edge_index, weights)) if return_attention else out
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, heads={self.heads}, concat={self.concat}, "
+            f"edge_dim={self.edge_dim}"
+        )

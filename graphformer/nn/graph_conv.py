@@ -1,0 +1,71 @@
+"""GraphConv: the seed formula of message passing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from graphformer.aggr import Aggregator, ScoreAggregator, resolve
+from graphformer.graphs.structure import BlockStructure
+from graphformer.nn.inputs import prepare, unpack
+
+
+class GraphConv(nn.Module):
+    r"""Graph convolution with a pluggable aggregation (Morris et al., 2019).
+
+    .. math::
+        h_i' = W_1 h_i + W_2 \cdot \mathrm{AGG}_{j \to i} \left( w_{ji} \, h_j \right)
+
+    with edge weights :math:`w_{ji}` (1 when not given). Same parameterisation as PyG's ``GraphConv``
+    (``lin_root`` = :math:`W_1` without bias, ``lin_rel`` = :math:`W_2` with bias).
+
+    Args:
+        in_channels: input features per node ``F``.
+        out_channels: output features per node ``F'``.
+        aggr: ``"sum"``, ``"mean"``, ``"max"``, ``"min"``, a registered name, an :class:`Aggregator`
+            instance or a PyG ``Aggregation`` instance.
+        bias: learn an additive bias.
+
+    Shapes:
+        - x: ``[N, F]``; edge_index: ``[2, E]`` or a block structure; edge_weight: ``[E]``
+        - output: ``[N, F']``
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, aggr: str | Aggregator | Any = "sum", bias: bool = True
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.aggr = resolve(aggr)
+        if isinstance(self.aggr, ScoreAggregator):
+            raise ValueError(
+                f"GraphConv computes no attention scores, so it cannot use {self.aggr!r}; "
+                "use GATConv or AttentionConv for attention aggregation"
+            )
+        self.lin_rel = nn.Linear(in_channels, out_channels, bias=bias)  # W2, applied to the aggregate
+        self.lin_root = nn.Linear(in_channels, out_channels, bias=False)  # W1, applied to the node itself
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.lin_rel.reset_parameters()
+        self.lin_root.reset_parameters()
+        if hasattr(self.aggr, "reset_parameters"):
+            self.aggr.reset_parameters()
+
+    def forward(self, x: Tensor | Any, edge_index: Tensor | BlockStructure | None = None,
+                edge_weight: Tensor | None = None) -> Tensor:
+        x, edge_index, _ = unpack(x, edge_index)
+        x, graph = prepare(self, x, edge_index, self.in_channels)
+        edge_index = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
+        messages = x.index_select(0, edge_index[0])  # [E, F]
+        if edge_weight is not None:
+            if not isinstance(edge_weight, Tensor) or edge_weight.shape != (edge_index.size(1),):
+                shape = tuple(edge_weight.shape) if isinstance(edge_weight, Tensor) else type(edge_weight).__name__
+                raise ValueError(f"`edge_weight` must have shape [num_edges={edge_index.size(1)}], got {shape}")
+            messages = messages * edge_weight.to(messages.dtype).unsqueeze(-1)
+        aggregated = self.aggr.reduce(messages, edge_index[1], x.size(0))  # [N, F]
+        return self.lin_rel(aggregated) + self.lin_root(x)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}"

@@ -1,0 +1,45 @@
+"""Argument handling shared by the layers: PyG ``Data`` unpacking and feature/graph checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from graphformer.graphs.convert import Graph, as_graph
+from graphformer.graphs.validation import check_node_features
+
+
+def unpack(x: Any, edge_index: Any, edge_attr: Any = None) -> tuple[Any, Any, Any]:
+    """Accept ``layer(data)`` or ``layer(data, graph)`` for a PyG ``Data``/``Batch``; never modifies it."""
+    if isinstance(x, Tensor) or not hasattr(x, "x"):
+        return x, edge_index, edge_attr
+    data = x
+    if edge_index is None:
+        edge_index = getattr(data, "edge_index", None)
+        if edge_index is None:
+            raise ValueError("the Data object has no `edge_index`; pass a graph, e.g. fully_connected(data)")
+        if edge_attr is None:
+            edge_attr = getattr(data, "edge_attr", None)
+    return data.x, edge_index, edge_attr
+
+
+def prepare(
+    module: nn.Module, x: Any, edge_index: Any, channels: int, name: str = "x"
+) -> tuple[Tensor, Graph]:
+    """Check node features against the layer (size, dtype, device) and validate the graph."""
+    if edge_index is None:
+        raise ValueError("`edge_index` is required: an edge_index [2, E] or a structure such as fully_connected")
+    x = check_node_features(x, name, channels)
+    weight = next(module.parameters(), None)
+    if weight is not None:
+        if x.device != weight.device:
+            raise ValueError(f"`{name}` is on {x.device} but the layer's parameters are on {weight.device}")
+        autocast = torch.is_autocast_enabled(x.device.type)
+        if x.dtype != weight.dtype and not autocast:
+            raise TypeError(
+                f"`{name}` has dtype {x.dtype} but the layer's parameters are {weight.dtype}; "
+                f"convert one of them (e.g. `{name}.to({weight.dtype})`) or run under torch.autocast"
+            )
+    return x, as_graph(edge_index, x.size(0), x.device)
