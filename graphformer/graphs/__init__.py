@@ -8,16 +8,26 @@ Every layer that takes an ``edge_index`` also takes an implicit structure.
 """
 
 from graphformer.graphs.convert import as_graph, from_networkx
-from graphformer.graphs.structure import BlockStructure, Causal, FullyConnected, causal, fully_connected
+from graphformer.graphs.structure import (
+    BlockStructure,
+    Causal,
+    FullyConnected,
+    SlidingWindow,
+    causal,
+    fully_connected,
+    window,
+)
 from graphformer.graphs.validation import check_edge_index
 
 __all__ = [
     "BlockStructure",
     "Causal",
     "FullyConnected",
+    "SlidingWindow",
     "as_graph",
     "causal",
     "check_edge_index",
     "from_networkx",
     "fully_connected",
+    "window",
 ]

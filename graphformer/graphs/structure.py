@@ -189,6 +189,36 @@ class Causal(BlockStructure):
         return int((self.sizes * (self.sizes + 1) // 2).sum())
 
 
+class SlidingWindow(BlockStructure):
+    """Node ``i`` receives from every ``j`` of its own graph with ``|i - j| <= radius`` (self-loops included).
+
+    Local attention: ``2 * radius + 1`` sources per node away from the ends of a sequence.
+
+    Args:
+        radius: how far (in positions) a node sees on each side; ``radius=0`` is self-loops only.
+        batch, ptr, num_nodes: as in :class:`BlockStructure`.
+    """
+
+    def __init__(
+        self,
+        radius: int,
+        batch: Tensor | None = None,
+        *,
+        ptr: Tensor | None = None,
+        num_nodes: int | None = None,
+    ) -> None:
+        if not isinstance(radius, int) or radius < 0:
+            raise ValueError(f"`radius` must be a non-negative int, got {radius!r}")
+        super().__init__(batch, ptr=ptr, num_nodes=num_nodes)
+        self.radius = radius
+
+    def allows(self, target: Tensor, source: Tensor) -> Tensor:
+        return (target - source).abs() <= self.radius
+
+    def _extra_repr(self) -> str:
+        return f"radius={self.radius}"
+
+
 def fully_connected(
     batch: Tensor | Any | None = None, *, ptr: Tensor | None = None, num_nodes: int | None = None
 ) -> FullyConnected:
@@ -211,3 +241,14 @@ def fully_connected(
 def causal(batch: Tensor | Any | None = None, *, ptr: Tensor | None = None, num_nodes: int | None = None) -> Causal:
     """Causal structure: node ``i`` receives from ``j <= i`` within its graph (see :func:`fully_connected`)."""
     return Causal(batch, ptr=ptr, num_nodes=num_nodes)
+
+
+def window(
+    batch: Tensor | Any | None = None,
+    radius: int = 1,
+    *,
+    ptr: Tensor | None = None,
+    num_nodes: int | None = None,
+) -> SlidingWindow:
+    """Sliding-window structure: node ``i`` receives from ``j`` with ``|i - j| <= radius`` within its graph."""
+    return SlidingWindow(radius, batch, ptr=ptr, num_nodes=num_nodes)
