@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, TypeVar
 
 from torch import Tensor, nn
@@ -57,7 +58,7 @@ class PyGAggregation(Aggregator):
         self.module = module
 
     def reduce(self, x: Tensor, index: Tensor, dim_size: int) -> Tensor:
-        flat = x.reshape(x.size(0), -1)  # [E, F]
+        flat = x.reshape(x.size(0), math.prod(x.shape[1:]))  # [E, F]
         out = self.module(flat, index, dim_size=dim_size)  # [N, F']
         if out.size(-1) == flat.size(-1):
             return out.view(dim_size, *x.shape[1:])
