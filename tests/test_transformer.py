@@ -123,6 +123,8 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda t: layer(t, structure), (x,))
     edge_index = random_graph(5, 8)
     assert torch.autograd.gradcheck(lambda t: layer(t, edge_index), (x,))
+    stack = gf.GraphTransformer(8, 2, 2, 16, dropout=0.0, norm_first=True, final_norm=True).double().eval()
+    assert torch.autograd.gradcheck(lambda t: stack(t, structure), (x,))
 
 
 class MaxOfMeans(Aggregator):
