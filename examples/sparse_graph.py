@@ -378,7 +378,7 @@ def run_one(row_name: str, model_name: str, pe_dim: int, seed: int, data, num_cl
                 loss = F.cross_entropy(out, batch.y[: batch.batch_size])
                 loss.backward()
                 optimizer.step()
-                total, seen = total + float(loss) * batch.batch_size, seen + batch.batch_size
+                total, seen = total + loss.item() * batch.batch_size, seen + batch.batch_size
             epoch_loss = total / max(seen, 1)
         train_seconds += time.perf_counter() - start
 
