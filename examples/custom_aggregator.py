@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import stat
@@ -77,8 +78,9 @@ class PowerMean(graphformer.aggr.Aggregator):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        with torch.no_grad():  # softplus^-1(p - 1)
-            self.rho.fill_(float(torch.log(torch.expm1(torch.tensor(self.initial_p - 1.0)))))
+        excess = self.initial_p - 1.0
+        with torch.no_grad():  # rho = softplus^-1(p - 1), written so that it does not overflow for large p
+            self.rho.fill_(excess + math.log(-math.expm1(-excess)))
 
     @property
     def p(self) -> Tensor:
@@ -90,7 +92,7 @@ class PowerMean(graphformer.aggr.Aggregator):
         return self.mean.reduce(powered, index, dim_size).clamp(min=self.eps**p) ** (1.0 / p)  # [N, *]
 
     def extra_repr(self) -> str:
-        return f"p={float(self.p):.3f}"
+        return f"p={self.p.item():.3f}"
 
 
 class TemperatureSoftmax(graphformer.aggr.ScoreAggregator):
@@ -181,7 +183,7 @@ def learned(model: nn.Module) -> dict:
     out = {}
     for name, module in model.named_modules():
         if isinstance(module, PowerMean):
-            out[name] = round(float(module.p), 3)
+            out[name] = round(module.p.item(), 3)
         elif isinstance(module, TemperatureSoftmax):
             out[name] = [round(t, 3) for t in module.temperature.tolist()]
     return out

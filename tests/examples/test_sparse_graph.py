@@ -112,9 +112,9 @@ def test_neighbor_sampling_training(sparse_graph, planetoid_root, planetoid_cach
 @pytest.mark.parametrize("extra", [[], ["--neighbor-sampling", "--batch-size", "32"]])
 def test_torchrun_two_processes_ddp(planetoid_root, planetoid_cache, tmp_path, extra):
     out_json = tmp_path / "ddp.json"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(REPO_ROOT / "examples" / "sparse_graph.py"), *tiny(planetoid_cache, "--model", "gat", "--epochs", "2",
-                                                                     "--json", str(out_json), "--device", "cpu", *extra)]
+    script = str(REPO_ROOT / "examples" / "sparse_graph.py")
+    options = tiny(planetoid_cache, "--model", "gat", "--epochs", "2", "--json", str(out_json), *extra)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script, *options]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
