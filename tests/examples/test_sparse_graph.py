@@ -114,6 +114,7 @@ def test_torchrun_two_processes_ddp(planetoid_root, planetoid_cache, tmp_path, e
     out_json = tmp_path / "ddp.json"
     script = str(REPO_ROOT / "examples" / "sparse_graph.py")
     options = tiny(planetoid_cache, "--model", "gat", "--epochs", "2", "--json", str(out_json), *extra)
+    options += ["--device", "cpu"]  # gloo: the test must not need two GPUs
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script, *options]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
