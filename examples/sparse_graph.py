@@ -491,6 +491,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         data, num_classes = load_dataset(args)
+        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
+        mode = "neighbor sampling" if args.neighbor_sampling else "full batch"
+        meta = {"dataset": args.dataset, "device": device_name, "processes": world, "mode": mode,
+                "pe": args.pe, "pe_dim": args.pe_dim,
+                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+                "torch": torch.__version__}
         rows = []
         for row_name, model_name, pe_dim in variants(args.model, args.pe, args.pe_dim):
             runs = [run_one(row_name, model_name, pe_dim, seed, data, num_classes, args, device, rank, world)
@@ -499,18 +506,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if rank == 0:
                 print(f"{row_name}: {rows[-1]['test_acc_mean']:.1f} ± {rows[-1]['test_acc_std']:.1f} "
                       f"({rows[-1]['seconds_per_epoch']:.4f} s/epoch)", flush=True)
-        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
+                if args.json:  # rewritten after every model, so an interrupted run keeps what it finished
+                    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                    Path(args.json).write_text(json.dumps({**meta, "results": rows}, indent=1) + "\n")
         if rank == 0:
             print_table(rows, device_name)
-            mode = "neighbor sampling" if args.neighbor_sampling else "full batch"
-            meta = {"dataset": args.dataset, "device": device_name, "processes": world, "mode": mode,
-                    "pe": args.pe, "pe_dim": args.pe_dim,
-                    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                    "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-                    "torch": torch.__version__}
-            if args.json:
-                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.json).write_text(json.dumps({**meta, "results": rows}, indent=1) + "\n")
             if args.png:
                 plot(rows, args.png, f"{args.dataset}, {mode}, {world} process(es), {device_name}")
         return copy.deepcopy(rows)
