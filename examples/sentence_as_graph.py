@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stability-layers", type=int, default=4, help="layers of the sweep's model")
     parser.add_argument("--json", type=Path, default=Path("examples/results/sentence_as_graph.json"),
                         help="results JSON; PNGs are written beside it")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return parser.parse_args(argv)
 
 

@@ -60,3 +60,16 @@ def test_graph_builders_cover_every_choice(example, conllu_sample):
         assert example.num_edges(graph) > 0
     with pytest.raises(ValueError, match="unknown graph"):
         example.build_graph("star", batch, args)
+
+
+@pytest.mark.parametrize("graph", ["complete", "bptree", "tree+chain"])
+def test_relative_distance_bias_option(example, conllu_sample, tmp_path, graph):
+    train = tmp_path / "train.conllu"
+    train.write_text(conllu_sample * 2, encoding="utf-8")
+    result = example.main([
+        "--train", str(train), "--val-fraction", "0.34", "--graph", graph, "--epochs", "1", "--d-model", "8",
+        "--heads", "2", "--dim-feedforward", "8", "--relative", "2", "--threads", "1",
+        "--json", str(tmp_path / "rel.json"),
+    ])
+    assert result["config"]["relative"] == 2
+    assert [row["graph"] for row in result["graphs"]] == [graph]
