@@ -91,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-sentences", type=int, default=None, help="use only the first N sentences (smoke)")
     parser.add_argument("--stability", action="store_true",
                         help="also run the post-/pre-norm x warm-up sweep on the complete graph")
-    parser.add_argument("--stability-lr", type=float, nargs="+", default=[2e-3, 1e-2],
+    parser.add_argument("--stability-lr", type=float, nargs="+", default=[2e-3, 1e-2, 3e-2],
                         help="learning rates of the sweep")
     parser.add_argument("--stability-layers", type=int, default=4, help="layers of the sweep's model")
     parser.add_argument("--json", type=Path, default=Path("examples/results/sentence_as_graph.json"),
@@ -390,25 +390,31 @@ def plot_graphs(summary: list[dict], path: Path) -> None:
 
 
 def plot_stability(records: list[dict], path: Path) -> None:
+    """Training loss and validation accuracy per learning rate; one colour per (norm, warm-up), a line per seed."""
     rates = sorted({r["lr"] for r in records})
+    configs = sorted({(r["norm_first"], r["warmup"]) for r in records})
+    colours = dict(zip(configs, ("tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple", "tab:brown")))
     fig, grid = plt.subplots(len(rates), 2, figsize=(12, 4 * len(rates)), squeeze=False)
+    labelled = set()
     for record in records:
         axes = grid[rates.index(record["lr"])]
-        label = (f"lr {record['lr']:g}, {'pre' if record['norm_first'] else 'post'}-norm, "
-                 f"warm-up {record['warmup']}, seed {record['seed']}")
+        config = (record["norm_first"], record["warmup"])
+        key = (record["lr"], config)
+        label = None if key in labelled else f"{'pre' if config[0] else 'post'}-norm, warm-up {config[1]}"
+        labelled.add(key)
         losses = [x if x is not None else float("nan") for x in record["step_loss"]]
         smooth = [sum(losses[max(0, k - 19) : k + 1]) / len(losses[max(0, k - 19) : k + 1])
                   for k in range(len(losses))]
-        axes[0].plot(smooth, label=label, linewidth=1)
+        axes[0].plot(smooth, color=colours[config], label=label, linewidth=1, alpha=0.8)
         axes[1].plot([e["epoch"] for e in record["epochs"]], [e["eval_accuracy"] for e in record["epochs"]],
-                     marker="o", label=label)
+                     marker="o", markersize=3, color=colours[config], label=label, alpha=0.8)
     for lr, axes in zip(rates, grid):
-        axes[0].set_title(f"lr {lr:g}: training loss (20-step moving average)")
+        axes[0].set_title(f"lr {lr:g}: training loss (20-step moving average), one line per seed")
         axes[0].set_xlabel("step")
         axes[0].set_yscale("log")
         axes[1].set_title(f"lr {lr:g}: validation token accuracy")
         axes[1].set_xlabel("epoch")
-        axes[1].legend(fontsize=7)
+        axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
