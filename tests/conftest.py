@@ -1,4 +1,5 @@
-"""Shared fixtures: random graphs with isolated nodes, and padded/unpadded sentence batches."""
+"""Shared fixtures: random graphs with isolated nodes, padded/unpadded sentence batches, and a small
+hand-written CoNLL-U sample (multiword token, empty node, two documents)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,50 @@ def sentence_batch(lengths: list[int], d_model: int, seed: int = 0):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(12345)
+
+
+SAMPLE_CONLLU = """# newdoc id = sample
+# sent_id = s1
+# text = I didn't go.
+1\tI\tI\tPRON\tPRP\tCase=Nom\t4\tnsubj\t4:nsubj\t_
+2-3\tdidn't\t_\t_\t_\t_\t_\t_\t_\t_
+2\tdid\tdo\tAUX\tVBD\tMood=Ind\t4\taux\t4:aux\t_
+3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t4:advmod\t_
+4\tgo\tgo\tVERB\tVB\tVerbForm=Inf\t0\troot\t0:root\tSpaceAfter=No
+5\t.\t.\tPUNCT\t.\t_\t4\tpunct\t4:punct\t_
+
+# sent_id = s2
+# text = Sue likes tea and Bill coffee.
+1\tSue\tSue\tPROPN\tNNP\t_\t2\tnsubj\t2:nsubj\t_
+2\tlikes\tlike\tVERB\tVBZ\t_\t0\troot\t0:root\t_
+3\ttea\ttea\tNOUN\tNN\t_\t2\tobj\t2:obj\t_
+4\tand\tand\tCCONJ\tCC\t_\t5\tcc\t5:cc\t_
+5\tBill\tBill\tPROPN\tNNP\t_\t2\tconj\t2:conj|5.1:nsubj\t_
+5.1\tlikes\tlike\tVERB\tVBZ\t_\t_\t_\t2:conj\tCopyOf=2
+6\tcoffee\tcoffee\tNOUN\tNN\t_\t5\torphan\t5.1:obj\tSpaceAfter=No
+7\t.\t.\tPUNCT\t.\t_\t2\tpunct\t2:punct\t_
+
+# sent_id = s3
+# text = Hello!
+1\tHello\thello\tINTJ\tUH\t_\t0\troot\t0:root\tSpaceAfter=No
+2\t!\t!\tPUNCT\t.\t_\t1\tpunct\t1:punct\t_
+
+"""
+
+#: What the reader must return for SAMPLE_CONLLU: (sent_id, words, upos, heads).
+SAMPLE_EXPECTED = [
+    ("s1", ["I", "did", "n't", "go", "."], ["PRON", "AUX", "PART", "VERB", "PUNCT"], [4, 4, 4, 0, 4]),
+    ("s2", ["Sue", "likes", "tea", "and", "Bill", "coffee", "."],
+     ["PROPN", "VERB", "NOUN", "CCONJ", "PROPN", "NOUN", "PUNCT"], [2, 0, 2, 5, 2, 5, 2]),
+    ("s3", ["Hello", "!"], ["INTJ", "PUNCT"], [0, 1]),
+]
+
+
+@pytest.fixture
+def conllu_sample() -> str:
+    return SAMPLE_CONLLU
+
+
+@pytest.fixture
+def conllu_expected() -> list:
+    return SAMPLE_EXPECTED

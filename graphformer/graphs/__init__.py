@@ -1,13 +1,28 @@
 """Layer 1 of graphformer: how "who talks to whom" is described.
 
 * explicit: a PyG-style ``edge_index`` LongTensor ``[2, E]`` (row 0 = source ``j``, row 1 = target ``i``);
-* implicit: :class:`BlockStructure` subclasses such as :func:`fully_connected` and :func:`causal`, which
+* implicit: :class:`BlockStructure` subclasses such as :func:`fully_connected`, :func:`causal`, :func:`window`
+  and :func:`dilated`, which
   stand for ``sum_g L_g^2`` edges without storing them and materialise on demand with ``.to_edge_index()``.
+
+* sentence builders (:mod:`graphformer.graphs.sequence`): :func:`chain`, :func:`dependency_tree`,
+  :func:`binary_partition_tree` (BP-Transformer span nodes) and :func:`union`.
 
 Every layer that takes an ``edge_index`` also takes an implicit structure.
 """
 
-from graphformer.graphs.convert import as_graph, from_networkx
+from graphformer.graphs.convert import as_graph, batch_from_networkx, from_networkx, to_networkx
+from graphformer.graphs.sequence import (
+    Dilated,
+    PartitionTree,
+    binary_partition_tree,
+    chain,
+    dependency_tree,
+    dilated,
+    lengths_to_ptr,
+    sentence_ptr,
+    union,
+)
 from graphformer.graphs.structure import (
     BlockStructure,
     Causal,
@@ -22,12 +37,23 @@ from graphformer.graphs.validation import check_edge_index
 __all__ = [
     "BlockStructure",
     "Causal",
+    "Dilated",
     "FullyConnected",
+    "PartitionTree",
     "SlidingWindow",
     "as_graph",
+    "batch_from_networkx",
+    "binary_partition_tree",
     "causal",
+    "chain",
     "check_edge_index",
+    "dependency_tree",
+    "dilated",
     "from_networkx",
     "fully_connected",
+    "lengths_to_ptr",
+    "sentence_ptr",
+    "to_networkx",
+    "union",
     "window",
 ]

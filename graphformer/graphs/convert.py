@@ -55,3 +55,41 @@ def from_networkx(graph: Any) -> Tensor:
     edge_index = torch.tensor(edges, dtype=torch.long).t()
     order = torch.argsort(edge_index[1] * graph.number_of_nodes() + edge_index[0])
     return edge_index[:, order].contiguous()
+
+
+def batch_from_networkx(graphs: Any) -> tuple[Tensor, Tensor]:
+    """Batch several networkx graphs into one ``(edge_index [2, E], batch [N])``, as a PyG ``Batch`` would.
+
+    Graph ``g``'s nodes get ids ``ptr[g] .. ptr[g + 1] - 1`` in ``graph.nodes`` order; each graph's edges are
+    those of :func:`from_networkx`, shifted by ``ptr[g]``.
+    """
+    graphs = list(graphs)
+    if not graphs:
+        raise ValueError("`graphs` is empty; give at least one networkx graph")
+    edges, batch, offset = [], [], 0
+    for g, graph in enumerate(graphs):
+        edges.append(from_networkx(graph) + offset)
+        batch.append(torch.full((graph.number_of_nodes(),), g, dtype=torch.long))
+        offset += graph.number_of_nodes()
+    return torch.cat(edges, dim=1), torch.cat(batch)
+
+
+def to_networkx(edge_index: Tensor, num_nodes: int, weights: Tensor | None = None) -> Any:
+    """A ``networkx.DiGraph`` with nodes ``0 .. num_nodes - 1`` and an edge ``j -> i`` per column of ``edge_index``.
+
+    With ``weights`` ``[E]`` (e.g. one head's attention weights) each edge gets a ``weight`` attribute.
+    """
+    import networkx as nx
+
+    edge_index = check_edge_index(edge_index, num_nodes)
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(num_nodes))
+    if weights is None:
+        graph.add_edges_from(edge_index.t().tolist())
+    else:
+        if weights.dim() != 1 or weights.numel() != edge_index.size(1):
+            raise ValueError(f"`weights` must have shape [E={edge_index.size(1)}], got {tuple(weights.shape)}")
+        graph.add_weighted_edges_from(
+            (j, i, w) for (j, i), w in zip(edge_index.t().tolist(), weights.tolist())
+        )
+    return graph
