@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from graphformer.debug import check_finite
 from graphformer.graphs.convert import Graph, as_graph
 from graphformer.graphs.validation import check_node_features
 
@@ -28,10 +29,14 @@ def unpack(x: Any, edge_index: Any, edge_attr: Any = None) -> tuple[Any, Any, An
 def prepare(
     module: nn.Module, x: Any, edge_index: Any, channels: int, name: str = "x"
 ) -> tuple[Tensor, Graph]:
-    """Check node features against the layer (size, dtype, device) and validate the graph."""
+    """Check node features against the layer (size, dtype, device) and validate the graph.
+
+    With :func:`graphformer.debug.set_debug` ``(check_finite=True)`` also rejects NaN / inf in ``x``.
+    """
     if edge_index is None:
         raise ValueError("`edge_index` is required: an edge_index [2, E] or a structure such as fully_connected")
     x = check_node_features(x, name, channels)
+    check_finite(x, name)
     weight = next(module.parameters(), None)
     if weight is not None:
         if x.device != weight.device:
