@@ -9,7 +9,7 @@ Layers of the package (each uses only the ones before it): :mod:`graphformer.gra
 :mod:`graphformer.transformer`, :mod:`graphformer.ops` (how attention runs).
 """
 
-from graphformer import aggr, graphs, ops
+from graphformer import aggr, debug, graphs, ops
 from graphformer.graphs import causal, fully_connected
 from graphformer.nn import AttentionConv, GATConv, GraphConv
 from graphformer.transformer import GraphTransformer, GraphTransformerLayer
@@ -25,6 +25,7 @@ __all__ = [
     "__version__",
     "aggr",
     "causal",
+    "debug",
     "fully_connected",
     "graphs",
     "ops",

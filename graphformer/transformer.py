@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from graphformer.aggr import Attention
 from graphformer.graphs.structure import BlockStructure
 from graphformer.nn.attention_conv import AttentionConv
-from graphformer.nn.inputs import unpack
+from graphformer.nn.inputs import check_features, unpack
 
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}
 
@@ -144,6 +144,9 @@ class GraphTransformerLayer(nn.Module):
         x, edge_index, edge_attr = unpack(x, edge_index, edge_attr)
         attention = None
         if self.norm_first:
+            if edge_index is None:
+                raise ValueError("`edge_index` is required: an edge_index [2, E] or a structure like fully_connected")
+            x = check_features(self, x, self.d_model)  # before norm1, so bad input gets graphformer's errors
             attended = self.self_attn(self.norm1(x), edge_index, edge_attr, return_attention)
             if return_attention:
                 attended, attention = attended

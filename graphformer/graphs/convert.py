@@ -29,12 +29,9 @@ def as_graph(graph: Any, num_nodes: int, device: torch.device | None = None, nam
         if device is not None and graph.device != device:
             graph = graph.to(device)
         return graph
-    edge_index = check_edge_index(graph, num_nodes, name)
-    if device is not None and edge_index.device != device:
-        raise ValueError(
-            f"`{name}` is on {edge_index.device} but `x` is on {device}; move both to the same device"
-        )
-    return edge_index
+    if isinstance(graph, Tensor) and device is not None and graph.device != device:  # before reading values
+        raise ValueError(f"`{name}` is on {graph.device} but `x` is on {device}; move both to the same device")
+    return check_edge_index(graph, num_nodes, name)
 
 
 def from_networkx(graph: Any) -> Tensor:

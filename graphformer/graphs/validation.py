@@ -44,8 +44,12 @@ def check_index(index: object, name: str, length: int | None = None) -> Tensor:
 
 
 def check_index_range(index: Tensor, bound: int, name: str) -> None:
-    """Raise a ``ValueError`` unless ``0 <= index < bound`` everywhere."""
-    if index.numel() == 0:
+    """Raise a ``ValueError`` unless ``0 <= index < bound`` everywhere.
+
+    The check reads values (a host sync), so it is skipped while ``torch.compile`` / ``torch.export`` trace:
+    a compiled model checks shapes and dtypes only; run it eagerly once to validate a new graph.
+    """
+    if index.numel() == 0 or torch.compiler.is_compiling():
         return
     lo, hi = int(index.min()), int(index.max())
     if lo < 0:

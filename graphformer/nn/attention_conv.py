@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from graphformer.aggr import Attention, ScoreAggregator, resolve
+from graphformer.debug import check_finite
 from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
 from graphformer.nn.inputs import prepare, unpack
@@ -113,6 +114,7 @@ class AttentionConv(nn.Module):
                     "`edge_attr` needs an explicit edge_index; materialise the structure with .to_edge_index()"
                 )
             edge_attr = check_edge_attr(edge_attr, graph.size(1), self.edge_dim)
+            check_finite(edge_attr, "edge_attr")
             bias = self.edge_proj(edge_attr)  # [E, H]
         query = self.q_proj(x).view(num_nodes, heads, channels)  # [N, H, C]
         key = self.k_proj(x).view(num_nodes, heads, channels)  # [N, H, C]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphformer.aggr import Attention, ScoreAggregator, resolve
+from graphformer.debug import check_finite
 from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
 from graphformer.nn.inputs import prepare, unpack
@@ -104,6 +105,7 @@ class GATConv(nn.Module):
         edge_index = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
         if edge_attr is not None:
             edge_attr = check_edge_attr(edge_attr, edge_index.size(1), self.edge_dim)
+            check_finite(edge_attr, "edge_attr")
         if self.add_self_loops:
             from torch_geometric.utils import add_self_loops, remove_self_loops
 

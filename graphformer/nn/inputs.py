@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from graphformer.debug import check_finite
 from graphformer.graphs.convert import Graph, as_graph
 from graphformer.graphs.validation import check_node_features
 
@@ -25,13 +26,13 @@ def unpack(x: Any, edge_index: Any, edge_attr: Any = None) -> tuple[Any, Any, An
     return data.x, edge_index, edge_attr
 
 
-def prepare(
-    module: nn.Module, x: Any, edge_index: Any, channels: int, name: str = "x"
-) -> tuple[Tensor, Graph]:
-    """Check node features against the layer (size, dtype, device) and validate the graph."""
-    if edge_index is None:
-        raise ValueError("`edge_index` is required: an edge_index [2, E] or a structure such as fully_connected")
+def check_features(module: nn.Module, x: Any, channels: int, name: str = "x") -> Tensor:
+    """Check node features against a layer: ``[N, channels]``, floating, parameters' device and dtype.
+
+    With :func:`graphformer.debug.set_debug` ``(check_finite=True)`` also rejects NaN / inf in ``x``.
+    """
     x = check_node_features(x, name, channels)
+    check_finite(x, name)
     weight = next(module.parameters(), None)
     if weight is not None:
         if x.device != weight.device:
@@ -42,4 +43,14 @@ def prepare(
                 f"`{name}` has dtype {x.dtype} but the layer's parameters are {weight.dtype}; "
                 f"convert one of them (e.g. `{name}.to({weight.dtype})`) or run under torch.autocast"
             )
+    return x
+
+
+def prepare(
+    module: nn.Module, x: Any, edge_index: Any, channels: int, name: str = "x"
+) -> tuple[Tensor, Graph]:
+    """Check node features against the layer (:func:`check_features`) and validate the graph."""
+    if edge_index is None:
+        raise ValueError("`edge_index` is required: an edge_index [2, E] or a structure such as fully_connected")
+    x = check_features(module, x, channels, name)
     return x, as_graph(edge_index, x.size(0), x.device)
