@@ -13,6 +13,7 @@ from graphformer.debug import check_finite
 from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
 from graphformer.nn.inputs import prepare, unpack
+from graphformer.ops.sparse import sparse_attention
 
 
 class GATConv(nn.Module):
@@ -122,8 +123,18 @@ class GATConv(nn.Module):
             e = self.lin_edge(edge_attr).view(-1, heads, channels)  # [E, H, C]
             scores = scores + (e * self.att_edge).sum(-1)
         scores = F.leaky_relu(scores, self.negative_slope)
-        values = h.index_select(0, source)  # [E, H, C]
-        out, weights = self.aggr(values, target, dim_size=num_nodes, scores=scores, return_weights=True)
+        lean = (
+            type(self.aggr) is Attention
+            and not return_attention
+            and not (self.aggr.training and self.aggr.dropout > 0)
+            and h.dtype in (torch.float32, torch.float64)
+        )
+        weights = None
+        if lean:  # memory-lean fused softmax + weighted sum: keeps only [E, H] for backward
+            out = sparse_attention(None, None, h, edge_index, bias=scores)
+        else:  # reference: gather values [E, H, C], the aggregator normalises and sums
+            values = h.index_select(0, source)  # [E, H, C]
+            out, weights = self.aggr(values, target, dim_size=num_nodes, scores=scores, return_weights=True)
         out = out.reshape(num_nodes, heads * channels) if self.concat else out.mean(dim=1)
         if self.bias is not None:
             out = out + self.bias

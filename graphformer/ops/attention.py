@@ -5,6 +5,9 @@ for every head. Two paths, equal to each other up to float rounding:
 
 * dense: an implicit :class:`~graphformer.graphs.BlockStructure` with the standard softmax
   :class:`~graphformer.aggr.Attention` runs block attention with ``scaled_dot_product_attention``;
+* sparse: an explicit ``edge_index`` with the standard softmax :class:`~graphformer.aggr.Attention` (no
+  dropout active, no returned weights) runs :func:`~graphformer.ops.sparse.sparse_attention`, which keeps
+  only ``[E, H]`` weights for backward (Triton kernel on CUDA);
 * reference: explicit edges (or anything else: a user's score aggregator, edge biases, returned weights)
   gather ``q_i, k_j`` per edge, score, and let the aggregator normalise and sum.
 
@@ -15,12 +18,14 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from graphformer.aggr.attention import Attention
 from graphformer.aggr.base import ScoreAggregator
 from graphformer.graphs.structure import BlockStructure
 from graphformer.ops.dense import block_attention
+from graphformer.ops.sparse import sparse_attention
 
 
 def dot_product_scores(query: Tensor, key: Tensor, edge_index: Tensor, scale: float | None = None) -> Tensor:
@@ -57,6 +62,14 @@ def dot_product_attention(
     if dense_ok and not return_attention:
         dropout = aggr.dropout if aggr.training else 0.0
         return block_attention(query, key, value, graph, dropout=dropout, scale=scale), None, None
+    if (
+        not isinstance(graph, BlockStructure)
+        and type(aggr) is Attention
+        and not return_attention
+        and not (aggr.training and aggr.dropout > 0)
+        and query.dtype in (torch.float32, torch.float64)
+    ):
+        return sparse_attention(query, key, value, graph, bias=bias, scale=scale), None, None
     edge_index = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
     scores = dot_product_scores(query, key, edge_index, scale)  # [E, H]
     if bias is not None:

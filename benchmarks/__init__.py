@@ -1,0 +1,1 @@
+"""graphformer benchmark suites: ``python -m benchmarks.run --help``."""

@@ -1,0 +1,186 @@
+"""Benchmark cases: each builds its inputs and returns a closure that runs forward + backward once.
+
+Suites: ``dense`` (complete graphs over L), ``sparse`` (explicit random / power-law graphs over E),
+``aggr`` (sum / mean / max / attention aggregation over E messages). Every case names its ``peer``,
+the implementation it is compared against in the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+DENSE_PEERS = {
+    "graphformer": "torch_encoder_layer", "sdpa": "torch_encoder_layer", "pyg_transformerconv": "graphformer"
+}
+SPARSE_PEERS = {"gf_attentionconv": "pyg_transformerconv", "gf_gatconv": "pyg_gatconv"}
+AGGR_PEERS = {f"gf_{name}": f"pyg_{name}" for name in ("sum", "mean", "max", "attention")}
+
+
+def _dense_sizes(quick: bool) -> dict[str, int]:
+    if quick:
+        return {"batch": 2, "d_model": 32, "heads": 4, "ffn": 64}
+    return {"batch": 8, "d_model": 256, "heads": 8, "ffn": 2048}
+
+
+def dense_bytes_estimate(impl: str, length: int, quick: bool) -> int:
+    """Rough peak bytes of a dense case (PyG on the materialised complete graph keeps several ``[E, H, C]``)."""
+    s = _dense_sizes(quick)
+    edges = s["batch"] * length * length
+    if impl == "pyg_transformerconv":
+        return edges * (s["d_model"] * 4 * 6 + 16)
+    return s["batch"] * length * s["d_model"] * 4 * 40 + s["batch"] * s["heads"] * length * length * 4 * 3
+
+
+def list_cases(suite: str, quick: bool) -> list[dict[str, Any]]:
+    """All case specs (plain dicts, JSON-serialisable) of ``suite``."""
+    cases: list[dict[str, Any]] = []
+    if suite == "dense":
+        for length in [16, 32] if quick else [128, 256, 512]:
+            for impl in ["torch_encoder_layer", "graphformer", "sdpa", "pyg_transformerconv"]:
+                cases.append({"suite": suite, "impl": impl, "size": length, "graph": "complete",
+                              "peer": DENSE_PEERS.get(impl), "quick": quick})
+    elif suite == "sparse":
+        for graph in ["random", "powerlaw"]:
+            for edges in [2000, 6000] if quick else [250_000, 1_000_000]:
+                for impl in ["pyg_transformerconv", "gf_attentionconv", "pyg_gatconv", "gf_gatconv"]:
+                    cases.append({"suite": suite, "impl": impl, "size": edges, "graph": graph,
+                                  "peer": SPARSE_PEERS.get(impl), "quick": quick})
+    elif suite == "aggr":
+        for edges in [2000, 6000] if quick else [100_000, 1_000_000]:
+            for name in ["sum", "mean", "max", "attention"]:
+                for impl in [f"pyg_{name}", f"gf_{name}"]:
+                    cases.append({"suite": suite, "impl": impl, "size": edges, "graph": "random",
+                                  "peer": AGGR_PEERS.get(impl), "quick": quick})
+    else:
+        raise ValueError(f"`suite` must be one of dense, sparse, aggr; got {suite!r}")
+    return cases
+
+
+def random_graph(num_nodes: int, num_edges: int, kind: str, gen: torch.Generator) -> Tensor:
+    """``edge_index`` ``[2, E]``: uniform endpoints (``random``) or Zipf-distributed targets (``powerlaw``)."""
+    source = torch.randint(0, num_nodes, (num_edges,), generator=gen)
+    if kind == "random":
+        target = torch.randint(0, num_nodes, (num_edges,), generator=gen)
+    elif kind == "powerlaw":  # in-degree of node r proportional to 1 / (r + 1): a few hubs, a long tail
+        probs = 1.0 / torch.arange(1, num_nodes + 1, dtype=torch.float64)
+        target = torch.multinomial(probs, num_edges, replacement=True, generator=gen)
+        target = torch.randperm(num_nodes, generator=gen)[target]
+    else:
+        raise ValueError(f"`graph` must be 'random' or 'powerlaw', got {kind!r}")
+    return torch.stack([source, target])
+
+
+def _dense_case(impl: str, length: int, quick: bool, device: torch.device) -> Callable[[], Tensor]:
+    from torch import nn
+
+    from graphformer import GraphTransformerLayer
+    from graphformer.graphs import fully_connected
+
+    s = _dense_sizes(quick)
+    b, d, h = s["batch"], s["d_model"], s["heads"]
+    torch.manual_seed(0)
+    if impl == "torch_encoder_layer":
+        layer = nn.TransformerEncoderLayer(d, h, s["ffn"], dropout=0.0, batch_first=True).to(device)
+        x = torch.randn(b, length, d, device=device, requires_grad=True)
+        mask = torch.zeros(b, length, dtype=torch.bool, device=device)
+        return lambda: layer(x, src_key_padding_mask=mask)
+    if impl == "graphformer":
+        layer = GraphTransformerLayer(d, h, s["ffn"], dropout=0.0).to(device)
+        x = torch.randn(b * length, d, device=device, requires_grad=True)
+        graph = fully_connected(torch.arange(b, device=device).repeat_interleave(length))
+        return lambda: layer(x, graph)
+    if impl == "sdpa":
+        q, k, v = (torch.randn(b, h, length, d // h, device=device, requires_grad=True) for _ in range(3))
+        return lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    if impl == "pyg_transformerconv":
+        from torch_geometric.nn import TransformerConv
+
+        conv = TransformerConv(d, d // h, heads=h, root_weight=False).to(device)
+        x = torch.randn(b * length, d, device=device, requires_grad=True)
+        graph = fully_connected(torch.arange(b, device=device).repeat_interleave(length))
+        edge_index = graph.to_edge_index()
+        return lambda: conv(x, edge_index)
+    raise ValueError(f"unknown dense impl {impl!r}")
+
+
+def _sparse_case(impl: str, edges: int, kind: str, device: torch.device) -> Callable[[], Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    num_nodes = max(edges // 20, 10)
+    edge_index = random_graph(num_nodes, edges, kind, gen).to(device)
+    torch.manual_seed(0)
+    x = torch.randn(num_nodes, 64, device=device, requires_grad=True)
+    if impl == "gf_attentionconv":
+        from graphformer.nn import AttentionConv
+
+        conv = AttentionConv(64, 4)
+    elif impl == "pyg_transformerconv":
+        from torch_geometric.nn import TransformerConv
+
+        conv = TransformerConv(64, 16, heads=4)
+    elif impl == "gf_gatconv":
+        from graphformer.nn import GATConv
+
+        conv = GATConv(64, 16, heads=4)
+    elif impl == "pyg_gatconv":
+        from torch_geometric.nn import GATConv
+
+        conv = GATConv(64, 16, heads=4)
+    else:
+        raise ValueError(f"unknown sparse impl {impl!r}")
+    conv = conv.to(device)
+    return lambda: conv(x, edge_index)
+
+
+def _aggr_case(impl: str, edges: int, device: torch.device) -> Callable[[], Tensor]:
+    import torch_geometric.nn.aggr as pyg_aggr
+    from torch_geometric.utils import softmax
+
+    from graphformer import aggr as gf_aggr
+
+    gen = torch.Generator().manual_seed(0)
+    num_nodes = max(edges // 20, 10)
+    heads, channels = 4, 16
+    index = torch.randint(0, num_nodes, (edges,), generator=gen).to(device)
+    x = torch.randn(edges, heads, channels, generator=gen).to(device).requires_grad_()
+    scores = torch.randn(edges, heads, generator=gen).to(device).requires_grad_()
+    name = impl.split("_", 1)[1]
+    if impl.startswith("gf_"):
+        if name == "attention":
+            agg = gf_aggr.Attention()
+            return lambda: agg(x, index, dim_size=num_nodes, scores=scores)
+        agg = gf_aggr.resolve(name)
+        flat = x.view(edges, heads * channels)
+        return lambda: agg(flat, index, dim_size=num_nodes)
+    if name == "attention":  # PyG's softmax utility + sum aggregation (what its attention layers do)
+        summ = pyg_aggr.SumAggregation()
+        return lambda: summ((x * softmax(scores, index, num_nodes=num_nodes).unsqueeze(-1)).view(edges, -1),
+                            index, dim_size=num_nodes)
+    agg = {"sum": pyg_aggr.SumAggregation, "mean": pyg_aggr.MeanAggregation, "max": pyg_aggr.MaxAggregation}[name]()
+    flat = x.view(edges, heads * channels)
+    return lambda: agg(flat, index, dim_size=num_nodes)
+
+
+def build(case: dict[str, Any], device: torch.device) -> Callable[[], Tensor]:
+    """The forward closure of ``case`` on ``device``."""
+    if case["suite"] == "dense":
+        return _dense_case(case["impl"], case["size"], case["quick"], device)
+    if case["suite"] == "sparse":
+        return _sparse_case(case["impl"], case["size"], case["graph"], device)
+    return _aggr_case(case["impl"], case["size"], device)
+
+
+def bytes_per_run(case: dict[str, Any]) -> int | None:
+    """Bytes that must move for one fwd+bwd of a sparse attention case (for bandwidth on CUDA), else None.
+
+    Per edge, forward reads ``k_j, v_j`` (``2 H C`` floats) and the two indices, writes one weight per head;
+    backward reads ``k_j, v_j, q_i, g_i`` and the weight and scatters ``dq, dk, dv`` (``7 H C`` floats): in all
+    ``9 H C + 2 H`` floats and 4 index reads per edge (node-side traffic, ``O(N)``, is ignored).
+    """
+    if case["suite"] != "sparse" or "attention" not in case["impl"] and "transformer" not in case["impl"]:
+        return None
+    heads, channels = 4, 16
+    return case["size"] * ((9 * heads * channels + 2 * heads) * 4 + 4 * 8)

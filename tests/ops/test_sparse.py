@@ -1,0 +1,135 @@
+"""The memory-lean sparse attention against the gather/softmax/scatter reference (aggr.Attention)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graphformer.aggr import Attention
+from graphformer.nn import AttentionConv, GATConv
+from graphformer.ops import dot_product_scores
+from graphformer.ops.sparse import SparseAttention, csr_order, sparse_attention
+
+
+def _graph(num_nodes: int, num_edges: int, seed: int, isolated: bool = False) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    high = num_nodes - 1 if isolated else num_nodes  # node N-1 gets no incoming edge
+    source = torch.randint(0, num_nodes, (num_edges,), generator=gen)
+    target = torch.randint(0, high, (num_edges,), generator=gen)
+    return torch.stack([source, target])
+
+
+def _reference(q, k, v, edge_index, bias=None):
+    scores = dot_product_scores(q, k, edge_index)
+    if bias is not None:
+        scores = scores + bias
+    values = v.index_select(0, edge_index[0])
+    return Attention().reduce(values, edge_index[1], v.size(0), scores=scores)
+
+
+@pytest.mark.parametrize("num_nodes,num_edges,heads,channels", [(7, 20, 1, 3), (12, 60, 3, 4), (30, 5, 2, 2)])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_forward_and_grad_match_reference(num_nodes, num_edges, heads, channels, with_bias):
+    gen = torch.Generator().manual_seed(num_nodes + num_edges)
+    edge_index = _graph(num_nodes, num_edges, seed=num_edges, isolated=True)
+    q, k, v = (torch.randn(num_nodes, heads, channels, generator=gen, dtype=torch.float64) for _ in range(3))
+    bias = torch.randn(num_edges, heads, generator=gen, dtype=torch.float64) if with_bias else None
+    inputs = [t.requires_grad_() for t in (q, k, v) + ((bias,) if with_bias else ())]
+    out = sparse_attention(q, k, v, edge_index, bias=bias)
+    ref = _reference(q, k, v, edge_index, bias)
+    torch.testing.assert_close(out, ref)
+    assert torch.all(out[-1] == 0)  # isolated target
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, inputs, grad)
+    want = torch.autograd.grad(ref, inputs, grad)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("with_qk", [True, False])
+def test_gradcheck(with_qk):
+    gen = torch.Generator().manual_seed(0)
+    edge_index = _graph(6, 15, seed=3)
+    _, source, target = csr_order(edge_index)
+    q, k, v = (torch.randn(6, 2, 3, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    bias = torch.randn(15, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    if with_qk:
+        inputs = (q, k, v, bias, source, target, 0.5)
+    else:
+        inputs = (None, None, v, bias, source, target, 1.0)
+    assert torch.autograd.gradcheck(SparseAttention.apply, inputs)
+
+
+def test_csr_cache_follows_in_place_edits():
+    edge_index = torch.tensor([[0, 1, 2, 0], [2, 0, 1, 0]])
+    perm, _, target = csr_order(edge_index)
+    assert perm is not None and torch.equal(target, torch.tensor([0, 0, 1, 2]))
+    edge_index[1] = torch.tensor([0, 0, 0, 1])  # in place: new version, sorted now
+    perm, _, target = csr_order(edge_index)
+    assert perm is None and torch.equal(target, torch.tensor([0, 0, 0, 1]))
+
+
+def test_saves_no_edge_by_channel_tensor():
+    edge_index = _graph(50, 400, seed=1)
+    q, k, v = (torch.randn(50, 2, 8, requires_grad=True) for _ in range(3))
+    saved = []
+
+    def pack(t):
+        saved.append(t.shape)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        sparse_attention(q, k, v, edge_index).sum()
+    assert (400, 2, 8) not in [tuple(s) for s in saved]
+
+
+def test_validation_errors():
+    v = torch.randn(3, 1, 2)
+    with pytest.raises(ValueError, match="bias"):
+        sparse_attention(None, None, v, torch.zeros(2, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="key"):
+        sparse_attention(v, None, v, torch.zeros(2, 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("edge_dim", [None, 3])
+def test_attention_conv_lean_equals_reference(edge_dim):
+    torch.manual_seed(0)
+    conv = AttentionConv(8, 2, edge_dim=edge_dim).double()
+    x = torch.randn(20, 8, dtype=torch.float64, requires_grad=True)
+    edge_index = _graph(20, 90, seed=5)
+    edge_attr = torch.randn(90, 3, dtype=torch.float64) if edge_dim else None
+    out = conv(x, edge_index, edge_attr)
+    ref, _ = conv(x, edge_index, edge_attr, return_attention=True)  # the reference path
+    torch.testing.assert_close(out, ref)
+    g1 = torch.autograd.grad(out.square().sum(), [x, *conv.parameters()])
+    g2 = torch.autograd.grad(ref.square().sum(), [x, *conv.parameters()])
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("heads,concat,edge_dim", [(1, True, None), (3, True, 2), (2, False, None)])
+def test_gat_conv_lean_equals_reference_and_pyg(heads, concat, edge_dim):
+    from torch_geometric.nn import GATConv as PyGGATConv
+
+    torch.manual_seed(1)
+    conv = GATConv(6, 4, heads=heads, concat=concat, edge_dim=edge_dim).double()
+    x = torch.randn(15, 6, dtype=torch.float64, requires_grad=True)
+    edge_index = _graph(15, 50, seed=7)
+    edge_attr = torch.randn(50, 2, dtype=torch.float64) if edge_dim else None
+    out = conv(x, edge_index, edge_attr)
+    ref, _ = conv(x, edge_index, edge_attr, return_attention=True)
+    torch.testing.assert_close(out, ref)
+    g1 = torch.autograd.grad(out.square().sum(), [x, *conv.parameters()])
+    g2 = torch.autograd.grad(ref.square().sum(), [x, *conv.parameters()])
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+    pyg = PyGGATConv(6, 4, heads=heads, concat=concat, edge_dim=edge_dim).double()
+    with torch.no_grad():
+        pyg.lin.weight.copy_(conv.lin.weight)
+        pyg.att_src.copy_(conv.att_src)
+        pyg.att_dst.copy_(conv.att_dst)
+        if edge_dim:
+            pyg.lin_edge.weight.copy_(conv.lin_edge.weight)
+            pyg.att_edge.copy_(conv.att_edge)
+        pyg.bias.copy_(conv.bias)
+    torch.testing.assert_close(out, pyg(x, edge_index, edge_attr))
