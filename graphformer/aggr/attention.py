@@ -14,9 +14,11 @@ def segment_softmax(scores: Tensor, index: Tensor, dim_size: int) -> Tensor:
     .. math:: \alpha_{ij} = \frac{\exp(s_{ij} - m_i)}{\sum_{k \to i} \exp(s_{ik} - m_i)}, \quad m_i = \max_k s_{ik}
 
     Computed in float32 for half-precision inputs and returned in the input dtype. ``-inf`` scores get
-    weight 0; a target whose scores are all ``-inf`` gets all-zero weights instead of NaN.
+    weight 0 and ``+inf`` counts as the largest finite score; a target whose scores are all ``-inf`` gets
+    all-zero weights instead of NaN.
     """
     work = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+    work = work.clamp(max=torch.finfo(work.dtype).max)  # a +inf score is the largest finite one, not NaN
     expanded = index.view(-1, *([1] * (work.dim() - 1))).expand_as(work)
     with torch.no_grad():  # any per-target constant gives the same softmax; the max keeps exp() in range
         peak = work.new_full((dim_size, *work.shape[1:]), float("-inf"))

@@ -56,8 +56,20 @@ class Aggregator(nn.Module, metaclass=ABCMeta):
             if ptr is None:
                 raise ValueError("give `index` (target of each message) or `ptr` (segment offsets)")
             ptr = check_index(ptr, "ptr")
+            if ptr.numel() == 0 or (not torch.compiler.is_compiling() and (
+                int(ptr[0]) != 0 or int(ptr[-1]) != num_messages or bool((ptr.diff() < 0).any())
+            )):
+                raise ValueError(
+                    f"`ptr` must be non-decreasing segment offsets from 0 to the number of messages ({num_messages}), "
+                    f"got {ptr.tolist() if ptr.numel() <= 10 else ptr}"
+                )
             index = torch.repeat_interleave(torch.arange(ptr.numel() - 1, device=ptr.device), ptr.diff())
             dim_size = ptr.numel() - 1 if dim_size is None else dim_size
+        if dim_size is not None and (isinstance(dim_size, bool) or not isinstance(dim_size, int)):
+            if isinstance(dim_size, Tensor) and dim_size.numel() == 1 and not dim_size.is_floating_point():
+                dim_size = int(dim_size)
+            else:
+                raise TypeError(f"`dim_size` must be an int (the number of targets), got {dim_size!r}")
         index = check_index(index, "index", num_messages)
         if dim_size is None:
             dim_size = int(index.max()) + 1 if index.numel() > 0 else 0
@@ -74,6 +86,10 @@ class Aggregator(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def reduce(self, x: Tensor, index: Tensor, dim_size: int) -> Tensor:
         """Reduce ``x`` ``[E, *]`` along dim 0 by ``index`` ``[E]`` into ``[dim_size, *]``; inputs are valid."""
+
+    def out_channels(self, in_channels: int) -> int:
+        """Feature width of the output for messages of width ``in_channels`` (the same, unless overridden)."""
+        return in_channels
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"

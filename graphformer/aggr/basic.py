@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from graphformer.aggr.base import Aggregator
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def _expand_index(index: Tensor, like: Tensor) -> Tensor:
@@ -23,8 +26,12 @@ class Mean(Aggregator):
 
     def reduce(self, x: Tensor, index: Tensor, dim_size: int) -> Tensor:
         total = x.new_zeros(dim_size, *x.shape[1:]).index_add_(0, index, x)
-        count = x.new_zeros(dim_size).index_add_(0, index, x.new_ones(index.numel()))
-        return total / count.clamp(min=1).view(-1, *([1] * (x.dim() - 1)))
+        # count in int64: a half-precision count stops growing at 256 (bf16) / 2048 (fp16) messages
+        count = index.new_zeros(dim_size).index_add_(0, index, torch.ones_like(index))
+        count = count.clamp_(min=1).view(-1, *([1] * (x.dim() - 1)))
+        if x.dtype in _HALF:
+            return (total.float() / count).to(x.dtype)
+        return total / count.to(x.dtype)
 
 
 class Max(Aggregator):

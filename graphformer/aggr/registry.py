@@ -62,7 +62,18 @@ class PyGAggregation(Aggregator):
         out = self.module(flat, index, dim_size=dim_size)  # [N, F']
         if out.size(-1) == flat.size(-1):
             return out.view(dim_size, *x.shape[1:])
+        if x.dim() > 2:
+            raise ValueError(
+                f"{self.module!r} changes the feature width ({flat.size(-1)} -> {out.size(-1)}), so its output "
+                f"cannot be reshaped back to the messages' shape {tuple(x.shape[1:])}; use a width-preserving "
+                "aggregation here"
+            )
         return out
+
+    def out_channels(self, in_channels: int) -> int:
+        """PyG's ``get_out_channels`` where the module has one (e.g. ``MultiAggregation`` concatenating)."""
+        get = getattr(self.module, "get_out_channels", None)
+        return int(get(in_channels)) if callable(get) else in_channels
 
     def __repr__(self) -> str:
         return f"PyGAggregation({self.module!r})"

@@ -15,6 +15,10 @@ from graphformer.nn.inputs import prepare, unpack
 from graphformer.ops import dot_product_attention
 
 
+def _is_attention_name(aggr: Any) -> bool:
+    return isinstance(aggr, str) and aggr.lower() == "attention"
+
+
 class AttentionConv(nn.Module):
     r"""Multi-head dot-product attention over the edges of a graph.
 
@@ -62,7 +66,7 @@ class AttentionConv(nn.Module):
             )
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
         self.edge_dim = edge_dim
-        self.aggr = Attention(dropout=dropout) if aggr == "attention" else resolve(aggr)
+        self.aggr = Attention(dropout=dropout) if _is_attention_name(aggr) else resolve(aggr)
         factory = {"device": device, "dtype": dtype}
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
         self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)

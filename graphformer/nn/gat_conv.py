@@ -16,6 +16,10 @@ from graphformer.nn.inputs import prepare, unpack
 from graphformer.ops.sparse import sparse_attention
 
 
+def _is_attention_name(aggr: Any) -> bool:
+    return isinstance(aggr, str) and aggr.lower() == "attention"
+
+
 class GATConv(nn.Module):
     r"""Graph attention layer with additive scores.
 
@@ -65,7 +69,7 @@ class GATConv(nn.Module):
         self.in_channels, self.out_channels, self.heads, self.concat = in_channels, out_channels, heads, concat
         self.negative_slope, self.add_self_loops, self.edge_dim = negative_slope, add_self_loops, edge_dim
         self.fill_value = fill_value
-        aggregator = Attention(dropout=dropout) if aggr == "attention" else resolve(aggr)
+        aggregator = Attention(dropout=dropout) if _is_attention_name(aggr) else resolve(aggr)
         if not isinstance(aggregator, ScoreAggregator):
             raise ValueError(f"GATConv needs a score aggregator (e.g. Attention), got {aggregator!r}")
         self.aggr = aggregator

@@ -43,7 +43,8 @@ class GraphConv(nn.Module):
                 f"GraphConv computes no attention scores, so it cannot use {self.aggr!r}; "
                 "use GATConv or AttentionConv for attention aggregation"
             )
-        self.lin_rel = nn.Linear(in_channels, out_channels, bias=bias)  # W2, applied to the aggregate
+        self.aggr_channels = self.aggr.out_channels(in_channels)  # e.g. 3F for a concatenating MultiAggregation
+        self.lin_rel = nn.Linear(self.aggr_channels, out_channels, bias=bias)  # W2, applied to the aggregate
         self.lin_root = nn.Linear(in_channels, out_channels, bias=False)  # W1, applied to the node itself
         self.reset_parameters()
 
@@ -64,7 +65,13 @@ class GraphConv(nn.Module):
                 shape = tuple(edge_weight.shape) if isinstance(edge_weight, Tensor) else type(edge_weight).__name__
                 raise ValueError(f"`edge_weight` must have shape [num_edges={edge_index.size(1)}], got {shape}")
             messages = messages * edge_weight.to(messages.dtype).unsqueeze(-1)
-        aggregated = self.aggr.reduce(messages, edge_index[1], x.size(0))  # [N, F]
+        aggregated = self.aggr.reduce(messages, edge_index[1], x.size(0))  # [N, F] (or [N, aggr_channels])
+        if aggregated.shape != (x.size(0), self.aggr_channels):
+            raise ValueError(
+                f"aggregator {self.aggr!r} returned shape {tuple(aggregated.shape)}, expected "
+                f"[{x.size(0)}, {self.aggr_channels}]; an aggregator that changes the feature width must say so in "
+                "its out_channels(in_channels)"
+            )
         return self.lin_rel(aggregated) + self.lin_root(x)
 
     def extra_repr(self) -> str:

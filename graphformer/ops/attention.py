@@ -29,10 +29,16 @@ from graphformer.ops.sparse import sparse_attention
 
 
 def dot_product_scores(query: Tensor, key: Tensor, edge_index: Tensor, scale: float | None = None) -> Tensor:
-    r"""Per-edge scores :math:`s_{ij}^h = q_i^h \cdot k_j^h \cdot \mathrm{scale}` ``[E, H]`` (scale 1/sqrt(C))."""
+    r"""Per-edge scores :math:`s_{ij}^h = q_i^h \cdot k_j^h \cdot \mathrm{scale}` ``[E, H]`` (scale 1/sqrt(C)).
+
+    Float32 for half-precision inputs (the softmax runs in float32 anyway)."""
     scale = 1.0 / math.sqrt(query.size(-1)) if scale is None else scale
     source, target = edge_index[0], edge_index[1]
-    return (query.index_select(0, target) * key.index_select(0, source)).sum(-1) * scale  # [E, H]
+    # scale before the product and sum in float32, so half-precision scores do not overflow to inf
+    products = (query * scale).index_select(0, target) * key.index_select(0, source)  # [E, H, C]
+    if products.dtype in (torch.float16, torch.bfloat16):
+        return products.sum(-1, dtype=torch.float32)
+    return products.sum(-1)  # [E, H]
 
 
 def dot_product_attention(

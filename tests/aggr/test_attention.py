@@ -84,3 +84,9 @@ def test_custom_score_aggregator_gets_gradients():
     out = aggr(torch.randn(3, 1, 2), index, dim_size=2, scores=torch.randn(3, 1))
     out.sum().backward()
     assert aggr.log_temperature.grad is not None
+
+
+def test_segment_softmax_positive_infinity_is_the_largest_score_not_nan():
+    scores = torch.tensor([[float("inf")], [1.0], [2.0], [float("-inf")]])
+    weights = segment_softmax(scores, torch.tensor([0, 0, 1, 1]), 3)
+    torch.testing.assert_close(weights, torch.tensor([[1.0], [0.0], [1.0], [0.0]]))

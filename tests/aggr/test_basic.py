@@ -72,11 +72,36 @@ def test_ptr_and_dim_arguments():
         (lambda: Sum()(torch.randn(2, 2), torch.tensor([0, -1])), ValueError, "negative"),
         (lambda: Sum()([1.0, 2.0], torch.tensor([0, 1])), TypeError, "torch.Tensor"),
         (lambda: Sum()(torch.randn(2, 2)), ValueError, "index"),
+        (lambda: Sum()(torch.randn(6, 2), ptr=torch.tensor([0, 4, 2, 6])), ValueError, "non-decreasing"),
+        (lambda: Sum()(torch.randn(6, 2), ptr=torch.tensor([0, 2, 5])), ValueError, "from 0 to .* \\(6\\)"),
+        (lambda: Sum()(torch.randn(6, 2), ptr=torch.tensor([1, 2, 6])), ValueError, "segment offsets"),
+        (lambda: Sum()(torch.randn(6, 2), ptr=torch.tensor([], dtype=torch.long)), ValueError, "segment offsets"),
+        (lambda: Sum()(torch.randn(2, 2), torch.tensor([0, 1]), dim_size=2.0), TypeError, "dim_size"),
+        (lambda: Sum()(torch.randn(2, 2), torch.tensor([0, 1]), dim_size=True), TypeError, "dim_size"),
+        (lambda: PyGAggregation(pyg_aggr.MultiAggregation(["sum", "max"]))(torch.randn(4, 2, 3), torch.arange(4)),
+         ValueError, "changes the feature width"),
     ],
 )
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_mean_of_many_messages_equals_pyg(dtype):
+    # 5000 messages into one target: a count kept in fp16 (bf16) would stop growing at 2048 (256)
+    x = torch.rand(5000, 3)
+    index = torch.zeros(5000, dtype=torch.long)
+    index[-1] = 1
+    out = Mean()(x.to(dtype), index, dim_size=3)
+    expected = pyg_aggr.MeanAggregation()(x.to(dtype).float(), index, dim_size=3)
+    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=2e-2)
+    assert out.dtype == dtype and (out[2] == 0).all()
+
+
+def test_dim_size_may_be_a_zero_dim_integer_tensor():
+    x, index = torch.randn(3, 2), torch.tensor([0, 2, 2])
+    torch.testing.assert_close(Sum()(x, index, dim_size=torch.tensor(4)), Sum()(x, index, dim_size=4))
 
 
 def test_resolve_names_instances_and_pyg():

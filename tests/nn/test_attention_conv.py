@@ -89,3 +89,24 @@ def test_errors_and_empty_graphs():
     assert conv(torch.randn(0, 4), gf.fully_connected(num_nodes=0)).shape == (0, 4)
     out = conv(torch.randn(3, 4), torch.empty(2, 0, dtype=torch.long))
     torch.testing.assert_close(out, conv.out_proj.bias.expand(3, 4))  # nothing arrives: zeros before W_O
+
+
+def test_aggr_name_is_case_insensitive():
+    conv = gf.AttentionConv(8, 2, aggr="Attention", dropout=0.2)
+    assert type(conv.aggr) is gf.aggr.Attention and conv.aggr.dropout == 0.2
+    assert type(gf.GATConv(8, 4, heads=2, aggr="ATTENTION").aggr) is gf.aggr.Attention
+
+
+def test_half_precision_large_scores_do_not_overflow_on_explicit_edges():
+    """q.k of 16 channels of magnitude ~90 is ~1.3e5 > fp16 max; scaled first and summed in float32 it is fine."""
+    torch.manual_seed(0)
+    conv = gf.AttentionConv(16, 1, bias=False)
+    with torch.no_grad():
+        for proj in (conv.q_proj, conv.k_proj, conv.v_proj, conv.out_proj):
+            proj.weight.copy_(torch.eye(16))
+    x = torch.full((6, 16), 90.0) + torch.randn(6, 16)
+    edge_index = random_graph(6, 20, seed=1)
+    expected = conv(x, edge_index)
+    out = conv.half()(x.half(), edge_index)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=0.5)

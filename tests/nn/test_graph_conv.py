@@ -96,3 +96,26 @@ def test_attention_aggregator_is_refused_and_repr():
     with pytest.raises(ValueError, match="GATConv or AttentionConv"):
         gf.GraphConv(3, 2, aggr="attention")
     assert repr(gf.GraphConv(3, 2, aggr="mean")).startswith("GraphConv(\n  3, 2\n  (aggr): Mean()")
+
+
+def test_width_changing_pyg_aggregation_sizes_w2_like_pyg_sageconv():
+    """A concatenating MultiAggregation ([sum, max] -> 2F) sizes W2 for 2F inputs, as PyG's SAGEConv does
+    (PyG's GraphConv itself fails with a shape error there)."""
+    edge_index = random_graph(10, 40, seed=4)
+    x = torch.randn(10, 6)
+    ours = gf.GraphConv(6, 5, aggr=pyg_aggr.MultiAggregation(["sum", "max"]))
+    sage = pyg_nn.SAGEConv(6, 5, aggr=pyg_aggr.MultiAggregation(["sum", "max"]))
+    assert ours.lin_rel.in_features == sage.lin_l.in_channels == 12
+    source, target = edge_index
+    both = torch.cat([gf.aggr.Sum()(x[source], target, dim_size=10), gf.aggr.Max()(x[source], target, dim_size=10)], -1)
+    torch.testing.assert_close(ours(x, edge_index), ours.lin_rel(both) + ours.lin_root(x))
+
+
+def test_aggregator_that_changes_width_unannounced_gets_a_clear_error():
+    class Doubling(gf.aggr.Aggregator):
+        def reduce(self, x, index, dim_size):
+            out = gf.aggr.Sum().reduce(x, index, dim_size)
+            return torch.cat([out, out], dim=-1)
+
+    with pytest.raises(ValueError, match="out_channels"):
+        gf.GraphConv(4, 3, aggr=Doubling())(torch.randn(5, 4), random_graph(5, 8))
