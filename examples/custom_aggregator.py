@@ -89,7 +89,9 @@ class PowerMean(graphformer.aggr.Aggregator):
     def reduce(self, x: Tensor, index: Tensor, dim_size: int) -> Tensor:
         p = self.p
         powered = (x.clamp(min=0) + self.eps) ** p  # [E, *]
-        return self.mean.reduce(powered, index, dim_size).clamp(min=self.eps**p) ** (1.0 / p)  # [N, *]
+        mean = self.mean.reduce(powered, index, dim_size)  # [N, *]; exactly 0 only where no message arrives
+        root = mean.clamp(min=self.eps**p) ** (1.0 / p)
+        return torch.where(mean > 0, root, torch.zeros_like(root))  # empty neighbourhoods: zeros
 
     def extra_repr(self) -> str:
         return f"p={self.p.item():.3f}"

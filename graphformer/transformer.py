@@ -141,7 +141,7 @@ class GraphTransformerLayer(nn.Module):
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """Returns ``out [N, D]``, or ``(out, (edge_index, weights [E, H]))`` with ``return_attention=True``."""
-        x, edge_index, edge_attr = unpack(x, edge_index, edge_attr)
+        x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.self_attn.edge_dim is not None)
         attention = None
         if self.norm_first:
             if edge_index is None:
@@ -301,7 +301,7 @@ class GraphTransformer(nn.Module):
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, AttentionList]:
         """Returns ``out [N, D]``, or ``(out, [(edge_index, weights [E, H]) per layer])``."""
-        x, edge_index, edge_attr = unpack(x, edge_index, edge_attr)
+        x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.layers[0].self_attn.edge_dim is not None)
         attentions: AttentionList = []
         for layer in self.layers:
             x = layer(x, edge_index, edge_attr, return_attention)

@@ -34,7 +34,8 @@ class Aggregator(nn.Module, metaclass=ABCMeta):
 
             def reduce(self, x, index, dim_size):
                 mean = graphformer.aggr.Mean().reduce(x.clamp(min=0) ** self.p, index, dim_size)
-                return mean.clamp(min=1e-12) ** (1 / self.p)
+                root = mean.clamp(min=1e-12) ** (1 / self.p)  # clamp: finite gradient at 0
+                return torch.where(mean > 0, root, torch.zeros_like(root))  # no message: exactly 0
     """
 
     def forward(

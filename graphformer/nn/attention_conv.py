@@ -100,7 +100,7 @@ class AttentionConv(nn.Module):
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """Returns ``out``, or ``(out, (edge_index, weights [E, H]))`` with ``return_attention=True``."""
-        x, edge_index, edge_attr = unpack(x, edge_index, edge_attr)
+        x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.edge_dim is not None)
         x, graph = prepare(self, x, edge_index, self.embed_dim)
         num_nodes, heads, channels = x.size(0), self.num_heads, self.head_dim
         value = self.v_proj(x).view(num_nodes, heads, channels)  # [N, H, C]

@@ -104,7 +104,7 @@ class GATConv(nn.Module):
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """Returns ``out``, or ``(out, (edge_index, weights [E, H]))`` with ``return_attention=True``."""
-        x, edge_index, edge_attr = unpack(x, edge_index, edge_attr)
+        x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.edge_dim is not None)
         x, graph = prepare(self, x, edge_index, self.in_channels)
         num_nodes, heads, channels = x.size(0), self.heads, self.out_channels
         edge_index = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph

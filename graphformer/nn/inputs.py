@@ -12,8 +12,12 @@ from graphformer.graphs.convert import Graph, as_graph
 from graphformer.graphs.validation import check_node_features
 
 
-def unpack(x: Any, edge_index: Any, edge_attr: Any = None) -> tuple[Any, Any, Any]:
-    """Accept ``layer(data)`` or ``layer(data, graph)`` for a PyG ``Data``/``Batch``; never modifies it."""
+def unpack(x: Any, edge_index: Any, edge_attr: Any = None, take_edge_attr: bool = True) -> tuple[Any, Any, Any]:
+    """Accept ``layer(data)`` or ``layer(data, graph)`` for a PyG ``Data``/``Batch``; never modifies it.
+
+    ``data.edge_attr`` is used only when ``take_edge_attr`` (a layer built with ``edge_dim``); a layer without
+    edge features ignores it, as PyG's layers do.
+    """
     if isinstance(x, Tensor) or not hasattr(x, "x"):
         return x, edge_index, edge_attr
     data = x
@@ -21,7 +25,7 @@ def unpack(x: Any, edge_index: Any, edge_attr: Any = None) -> tuple[Any, Any, An
         edge_index = getattr(data, "edge_index", None)
         if edge_index is None:
             raise ValueError("the Data object has no `edge_index`; pass a graph, e.g. fully_connected(data)")
-        if edge_attr is None:
+        if edge_attr is None and take_edge_attr:
             edge_attr = getattr(data, "edge_attr", None)
     return data.x, edge_index, edge_attr
 

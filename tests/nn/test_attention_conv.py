@@ -110,3 +110,15 @@ def test_half_precision_large_scores_do_not_overflow_on_explicit_edges():
     out = conv.half()(x.half(), edge_index)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=0.5)
+
+
+def test_data_edge_attr_is_ignored_by_a_layer_without_edge_dim():
+    from torch_geometric.data import Data
+
+    data = Data(x=torch.randn(5, 8), edge_index=random_graph(5, 12), edge_attr=torch.randn(12, 3))
+    conv = gf.AttentionConv(8, 2)
+    torch.testing.assert_close(conv(data), conv(data.x, data.edge_index))
+    gat = gf.GATConv(8, 4, heads=2)
+    torch.testing.assert_close(gat(data), gat(data.x, data.edge_index))
+    layer = gf.GraphTransformerLayer(8, 2, dim_feedforward=16, dropout=0.0)
+    torch.testing.assert_close(layer(data), layer(data.x, data.edge_index))
