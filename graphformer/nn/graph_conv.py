@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from graphformer.aggr import Aggregator, ScoreAggregator, resolve
@@ -26,6 +27,7 @@ class GraphConv(nn.Module):
         aggr: ``"sum"``, ``"mean"``, ``"max"``, ``"min"``, a registered name, an :class:`Aggregator`
             instance or a PyG ``Aggregation`` instance.
         bias: learn an additive bias.
+        device, dtype: where and in which dtype to create the parameters.
 
     Shapes:
         - x: ``[N, F]``; edge_index: ``[2, E]`` or a block structure; edge_weight: ``[E]``
@@ -33,7 +35,13 @@ class GraphConv(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, aggr: str | Aggregator | Any = "sum", bias: bool = True
+        self,
+        in_channels: int,
+        out_channels: int,
+        aggr: str | Aggregator | Any = "sum",
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -44,8 +52,9 @@ class GraphConv(nn.Module):
                 "use GATConv or AttentionConv for attention aggregation"
             )
         self.aggr_channels = self.aggr.out_channels(in_channels)  # e.g. 3F for a concatenating MultiAggregation
-        self.lin_rel = nn.Linear(self.aggr_channels, out_channels, bias=bias)  # W2, applied to the aggregate
-        self.lin_root = nn.Linear(in_channels, out_channels, bias=False)  # W1, applied to the node itself
+        factory = {"device": device, "dtype": dtype}
+        self.lin_rel = nn.Linear(self.aggr_channels, out_channels, bias=bias, **factory)  # W2, on the aggregate
+        self.lin_root = nn.Linear(in_channels, out_channels, bias=False, **factory)  # W1, on the node itself
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -119,3 +119,9 @@ def test_aggregator_that_changes_width_unannounced_gets_a_clear_error():
 
     with pytest.raises(ValueError, match="out_channels"):
         gf.GraphConv(4, 3, aggr=Doubling())(torch.randn(5, 4), random_graph(5, 8))
+
+
+def test_device_and_dtype_arguments():
+    conv = gf.GraphConv(4, 3, aggr="mean", device="cpu", dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in conv.parameters())
+    assert conv(torch.randn(5, 4, dtype=torch.float64), random_graph(5, 9)).dtype == torch.float64
