@@ -34,10 +34,11 @@ g_i \cdot v_j`
 
 One program per (target, head) again: :math:`\partial q_i` is a sum over the target's own edges and is stored
 once; :math:`\partial k_j, \partial v_j` are sums over edges by *source*, added with ``tl.atomic_add`` into
-float32 buffers (so their summation order, and the last bits, are not deterministic); :math:`\partial s` is
+float32 (float64) buffers (so their summation order, and the last bits, are not deterministic); :math:`\partial s` is
 stored per edge ``[E, H]``.
 
-Half-precision inputs are read and accumulated in float32; results are returned in the input dtype.
+Half-precision inputs are read and accumulated in float32 (float64 inputs in float64); results are returned in
+the input dtype.
 :class:`~graphformer.ops.sparse.SparseAttention` is the plain-PyTorch reference that the tests compare
 against (run on CPU through Triton's interpreter, ``TRITON_INTERPRET=1``).
 """
@@ -74,6 +75,17 @@ def _block_sizes(channels: int, block_edges: int | None) -> tuple[int, int]:
     return block_edges, block_channels
 
 
+def _accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 for float64 inputs, float32 otherwise (float32, float16, bfloat16)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _triton_dtype(dtype: torch.dtype):
+    import triton.language as tl
+
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
 def _row_pointer(target: Tensor, num_nodes: int) -> Tensor:
     """``ptr [N + 1]`` with edges ``ptr[i]:ptr[i + 1]`` pointing into ``i`` (``target`` sorted)."""
     nodes = torch.arange(num_nodes + 1, device=target.device, dtype=target.dtype)
@@ -103,13 +115,15 @@ class FusedAttention(torch.autograd.Function):
         bias = bias.contiguous() if has_bias else value
         source = source.contiguous()
         row_pointer = _row_pointer(target.contiguous(), num_nodes)  # [N + 1]
-        out = torch.zeros(num_nodes, heads, channels, device=value.device, dtype=torch.float32)  # [N, H, C]
-        lse = torch.zeros(num_nodes, heads, device=value.device, dtype=torch.float32)  # [N, H]
+        acc_dtype = _accumulator_dtype(value.dtype)
+        out = torch.zeros(num_nodes, heads, channels, device=value.device, dtype=acc_dtype)  # [N, H, C]
+        lse = torch.zeros(num_nodes, heads, device=value.device, dtype=acc_dtype)  # [N, H]
         if num_nodes > 0 and heads > 0 and channels > 0:
             kernels.attention_forward_kernel[(num_nodes, heads)](
                 query, key, value, bias, source, row_pointer, out, lse,
                 heads, channels, float(scale),
                 HAS_QK=has_qk, HAS_BIAS=has_bias, BLOCK_E=block_e, BLOCK_C=block_c,
+                ACC_DTYPE=_triton_dtype(acc_dtype),
             )
         out = out.to(value.dtype)
         ctx.save_for_backward(query, key, value, bias, source, row_pointer, out, lse)
@@ -126,17 +140,19 @@ class FusedAttention(torch.autograd.Function):
         has_qk, has_bias, block_e, block_c = ctx.flags
         num_nodes, heads, channels = value.shape
         grad_out = grad_out.contiguous()
-        delta = (grad_out.float() * out.float()).sum(-1)  # D_i = g_i . h_i, [N, H]
-        grad_value = torch.zeros(value.shape, device=value.device, dtype=torch.float32)  # [N, H, C]
+        acc_dtype = lse.dtype
+        delta = (grad_out.to(acc_dtype) * out.to(acc_dtype)).sum(-1)  # D_i = g_i . h_i, [N, H]
+        grad_value = torch.zeros(value.shape, device=value.device, dtype=acc_dtype)  # [N, H, C]
         grad_query = torch.zeros_like(grad_value) if has_qk else grad_value
         grad_key = torch.zeros_like(grad_value) if has_qk else grad_value
-        grad_scores = torch.zeros(source.numel(), heads, device=value.device, dtype=torch.float32)  # [E, H]
+        grad_scores = torch.zeros(source.numel(), heads, device=value.device, dtype=acc_dtype)  # [E, H]
         if num_nodes > 0 and heads > 0 and channels > 0:
             kernels.attention_backward_kernel[(num_nodes, heads)](
                 query, key, value, bias, source, row_pointer, lse, delta, grad_out,
                 grad_query, grad_key, grad_value, grad_scores,
                 heads, channels, ctx.scale,
                 HAS_QK=has_qk, HAS_BIAS=has_bias, BLOCK_E=block_e, BLOCK_C=block_c,
+                ACC_DTYPE=_triton_dtype(acc_dtype),
             )
         needs = ctx.needs_input_grad
         grad_query = grad_query.to(query.dtype) if has_qk and needs[0] else None
@@ -164,7 +180,8 @@ def fused_attention(
 
     Args:
         query, key: ``[N, H, C]`` or both None (scores are ``bias`` alone).
-        value: ``[N, H, C]``; float32, float16 or bfloat16 (accumulated in float32, returned in this dtype).
+        value: ``[N, H, C]``; float16, bfloat16 or float32 (accumulated in float32) or float64 (in float64);
+            the result has this dtype.
         bias: ``[E, H]`` additive scores in CSR order, or None.
         source, target: ``[E]`` integer edge endpoints sorted by ``target``.
         scale: multiplier of :math:`q_i \cdot k_j`.
