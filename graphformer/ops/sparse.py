@@ -132,7 +132,9 @@ def sparse_attention(
 
     With ``query=key=None`` the scores are ``bias`` alone (GAT computes its additive scores itself).
     Equal to the gather/softmax/scatter reference with :class:`~graphformer.aggr.Attention`; a target
-    with no incoming edge gets zeros. Dispatches to the Triton kernel on CUDA when Triton is importable.
+    with no incoming edge gets zeros. Dispatches to the fused Triton kernel
+    (:func:`graphformer.ops.triton_attention.fused_attention`) on CUDA when Triton is importable, unless
+    ``torch.use_deterministic_algorithms(True)`` is on (the kernel's backward sums with atomic adds).
 
     Shapes:
         - query, key, value: ``[N, H, C]``; edge_index: ``[2, E]`` (source row 0, target row 1);
@@ -148,7 +150,7 @@ def sparse_attention(
     perm, source, target = csr_order(edge_index)
     if bias is not None and perm is not None:
         bias = bias.index_select(0, perm)
-    if value.is_cuda:
+    if value.is_cuda and not torch.are_deterministic_algorithms_enabled():  # its backward uses atomic adds
         from graphformer.ops import triton_attention
 
         if triton_attention.available():
