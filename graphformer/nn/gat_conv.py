@@ -27,6 +27,12 @@ def _self_loops(
     return add_self_loops(edge_index, edge_attr, fill_value=fill_value, num_nodes=num_nodes)
 
 
+def _sorted_self_loops(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """:func:`_self_loops` without edge features, sorted by target (scores then come in the CSR order)."""
+    looped, _ = _self_loops(edge_index, num_nodes)
+    return looped.index_select(1, torch.argsort(looped[1], stable=True))
+
+
 class GATConv(nn.Module):
     r"""Graph attention layer with additive scores.
 
@@ -119,8 +125,8 @@ class GATConv(nn.Module):
             edge_attr = check_edge_attr(edge_attr, edge_index.size(1), self.edge_dim)
             check_finite(edge_attr, "edge_attr")
         if self.add_self_loops and edge_attr is None and not return_attention:  # reuse the looped graph per edges
-            looped = partial(_self_loops, edge_index, num_nodes)
-            edge_index = cached_on(edge_index, ("self_loops", num_nodes), lambda: looped()[0])
+            looped = partial(_sorted_self_loops, edge_index, num_nodes)
+            edge_index = cached_on(edge_index, ("self_loops", num_nodes), looped)
         elif self.add_self_loops:
             edge_index, edge_attr = _self_loops(edge_index, num_nodes, edge_attr, self.fill_value)
         h = self.lin(x).view(num_nodes, heads, channels)  # [N, H, C]
