@@ -163,9 +163,10 @@ def _softmax_weights(scores: Tensor, target: Tensor, num_nodes: int) -> Tensor:
 
 
 def _use_csr(value: Tensor, source: Tensor) -> bool:
-    """Sparse-dense products on CPU; gathers elsewhere, for empty edge sets and while compiling/exporting."""
+    """Sparse-dense products on CPU in float32/64; gathers elsewhere, for empty edge sets and while compiling."""
     return (
         value.device.type == "cpu"
+        and value.dtype in (torch.float32, torch.float64)
         and source.numel() > 0
         and not torch.compiler.is_compiling()
         and not torch.compiler.is_exporting()
