@@ -177,7 +177,8 @@ class SparseAttention(torch.autograd.Function):
     r"""Fused :math:`h_i = \sum_{j \to i} \mathrm{softmax}_j(s_{ij}) v_j` with
     :math:`s_{ij} = \mathrm{scale}\; q_i \cdot k_j + b_{ij}` (``q``/``k`` may be None: scores = ``b``).
 
-    Saves ``weights [E, H]``; backward (with :math:`g_i = \partial L / \partial h_i`):
+    Saves ``weights [E, H]`` (``[H, E]`` on the CPU path, with the node-sized ``q, k, v`` and output in
+    ``[H, N, C]``), never an ``[E, H, C]`` tensor; backward (with :math:`g_i = \partial L / \partial h_i`):
 
     .. math::
         \partial v_j = \sum_{i} \alpha_{ij} g_i, \quad
