@@ -65,8 +65,8 @@ def csr_order(edge_index: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
 class CSRGraph(NamedTuple):
     """The CSR (rows = targets) and CSC (rows = sources) structure of edges sorted by target.
 
-    ``rowptr``/``col`` and ``colptr``/``row`` use int32 when the sizes allow (faster sparse products);
-    ``to_csc`` permutes per-edge values from CSR to CSC order; ``target`` is the int64 target per edge.
+    All index tensors but ``offsets`` use int32 when the sizes allow (faster sparse products and gathers);
+    ``to_csc`` permutes per-edge values from CSR to CSC order; ``target`` is the target per edge.
     The sampled product (SDDMM) needs distinct entries: ``unique_rowptr``/``unique_col`` hold the distinct
     ``(target, source)`` pairs and ``to_unique`` maps each edge to its pair (None without duplicate edges).
     """
@@ -104,12 +104,12 @@ def csr_graph(source: Tensor, target: Tensor, num_nodes: int) -> CSRGraph:
         col=source.to(index_dtype),
         colptr=pointers(source).to(index_dtype),
         row=target.index_select(0, to_csc).to(index_dtype),
-        to_csc=to_csc,
-        target=target,
+        to_csc=to_csc.to(index_dtype),
+        target=target.to(index_dtype),
         offsets=offsets,
         unique_rowptr=unique_rowptr.to(index_dtype),
         unique_col=unique_col.to(index_dtype),
-        to_unique=to_unique,
+        to_unique=None if to_unique is None else to_unique.to(index_dtype),
     )
 
 
