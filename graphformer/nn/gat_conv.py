@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -13,7 +14,23 @@ from graphformer.debug import check_finite
 from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
 from graphformer.nn.inputs import prepare, unpack
-from graphformer.ops.sparse import sparse_attention
+from graphformer.ops.sparse import cached_on, sparse_attention
+
+
+def _self_loops(
+    edge_index: Tensor, num_nodes: int, edge_attr: Tensor | None = None, fill_value: float | str = "mean"
+) -> tuple[Tensor, Tensor | None]:
+    """Remove existing self-loops and add one per node (PyG's utilities)."""
+    from torch_geometric.utils import add_self_loops, remove_self_loops
+
+    edge_index, edge_attr = remove_self_loops(edge_index, edge_attr)
+    return add_self_loops(edge_index, edge_attr, fill_value=fill_value, num_nodes=num_nodes)
+
+
+def _sorted_self_loops(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """:func:`_self_loops` without edge features, sorted by target (scores then come in the CSR order)."""
+    looped, _ = _self_loops(edge_index, num_nodes)
+    return looped.index_select(1, torch.argsort(looped[1], stable=True))
 
 
 def _is_attention_name(aggr: Any) -> bool:
@@ -111,13 +128,11 @@ class GATConv(nn.Module):
         if edge_attr is not None:
             edge_attr = check_edge_attr(edge_attr, edge_index.size(1), self.edge_dim)
             check_finite(edge_attr, "edge_attr")
-        if self.add_self_loops:
-            from torch_geometric.utils import add_self_loops, remove_self_loops
-
-            edge_index, edge_attr = remove_self_loops(edge_index, edge_attr)
-            edge_index, edge_attr = add_self_loops(
-                edge_index, edge_attr, fill_value=self.fill_value, num_nodes=num_nodes
-            )
+        if self.add_self_loops and edge_attr is None and not return_attention:  # reuse the looped graph per edges
+            looped = partial(_sorted_self_loops, edge_index, num_nodes)
+            edge_index = cached_on(edge_index, ("self_loops", num_nodes), looped)
+        elif self.add_self_loops:
+            edge_index, edge_attr = _self_loops(edge_index, num_nodes, edge_attr, self.fill_value)
         h = self.lin(x).view(num_nodes, heads, channels)  # [N, H, C]
         alpha_src = (h * self.att_src).sum(-1)  # [N, H]
         alpha_dst = (h * self.att_dst).sum(-1)  # [N, H]

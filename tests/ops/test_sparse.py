@@ -8,6 +8,7 @@ import torch
 from graphformer.aggr import Attention
 from graphformer.nn import AttentionConv, GATConv
 from graphformer.ops import dot_product_scores
+from graphformer.ops import sparse as sparse_module
 from graphformer.ops.sparse import SparseAttention, csr_order, sparse_attention
 
 
@@ -58,6 +59,41 @@ def test_gradcheck(with_qk):
     else:
         inputs = (None, None, v, bias, source, target, 1.0)
     assert torch.autograd.gradcheck(SparseAttention.apply, inputs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("with_qk", [True, False])
+def test_duplicate_edges_and_gather_path_match_reference(dtype, with_qk, monkeypatch):
+    """Repeated (source, target) pairs (the CPU sampled product dedupes them); the gather path agrees too."""
+    gen = torch.Generator().manual_seed(2)
+    edge_index = _graph(9, 30, seed=4, isolated=True)
+    edge_index = torch.cat([edge_index, edge_index[:, :10], edge_index[:, :3]], 1)  # duplicates, unsorted
+    q, k, v = (torch.randn(9, 2, 5, generator=gen, dtype=dtype, requires_grad=True) for _ in range(3))
+    bias = torch.randn(edge_index.size(1), 2, generator=gen, dtype=dtype, requires_grad=True)
+    qk = (q, k) if with_qk else (None, None)
+    inputs = [*((q, k) if with_qk else ()), v, bias]
+    if with_qk:
+        ref = _reference(q, k, v, edge_index, bias)
+    else:
+        ref = Attention().reduce(v.index_select(0, edge_index[0]), edge_index[1], 9, scores=bias)
+    outs = [sparse_attention(*qk, v, edge_index, bias=bias)]
+    monkeypatch.setattr(sparse_module, "_use_csr", lambda value, source: False)  # the gather path (off CPU)
+    outs.append(sparse_attention(*qk, v, edge_index, bias=bias))
+    grad = torch.randn_like(ref)
+    want = torch.autograd.grad(ref, inputs, grad)
+    for out in outs:
+        torch.testing.assert_close(out, ref)
+        for g, w in zip(torch.autograd.grad(out, inputs, grad), want):
+            torch.testing.assert_close(g, w)
+
+
+def test_empty_edge_set_gives_zeros():
+    q, k, v = (torch.randn(4, 2, 3, requires_grad=True) for _ in range(3))
+    edge_index = torch.zeros(2, 0, dtype=torch.long)
+    out = sparse_attention(q, k, v, edge_index)
+    assert torch.equal(out, torch.zeros(4, 2, 3))
+    grads = torch.autograd.grad(out.sum(), (q, k, v))
+    assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)
 
 
 def test_csr_cache_follows_in_place_edits():
