@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphformer.aggr import Attention, ScoreAggregator, resolve
@@ -100,8 +99,8 @@ class AttentionConv(nn.Module):
         x, edge_index, edge_attr = unpack(x, edge_index, edge_attr)
         x, graph = prepare(self, x, edge_index, self.embed_dim)
         num_nodes, heads, channels = x.size(0), self.num_heads, self.head_dim
+        value = self.v_proj(x).view(num_nodes, heads, channels)  # [N, H, C]
         if not isinstance(self.aggr, ScoreAggregator):
-            value = self.v_proj(x).view(num_nodes, heads, channels)  # [N, H, C]
             if return_attention:
                 raise ValueError(f"return_attention needs an attention aggregation; this layer uses {self.aggr!r}")
             edges = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
@@ -117,31 +116,13 @@ class AttentionConv(nn.Module):
             edge_attr = check_edge_attr(edge_attr, graph.size(1), self.edge_dim)
             check_finite(edge_attr, "edge_attr")
             bias = self.edge_proj(edge_attr)  # [E, H]
-        query, key, value = self._project_qkv(x)  # each [N, H, C]
+        query = self.q_proj(x).view(num_nodes, heads, channels)  # [N, H, C]
+        key = self.k_proj(x).view(num_nodes, heads, channels)  # [N, H, C]
         out, edges, weights = dot_product_attention(
             query, key, value, graph, self.aggr, bias=bias, return_attention=return_attention
         )  # [N, H, C]
         out = self.out_proj(out.reshape(num_nodes, self.embed_dim))
         return (out, (edges, weights)) if return_attention else out
-
-    def _project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        r"""Query, key and value from one matrix product, as ``nn.MultiheadAttention``'s packed ``in_proj``.
-
-        :math:`[q \Vert k \Vert v] = x\,[W_Q \Vert W_K \Vert W_V]^\top + [b_Q \Vert b_K \Vert b_V]`: one
-        ``[N, D] x [D, 3D]`` product instead of three ``[N, D] x [D, D]`` ones (fewer, larger matrix
-        products forward and backward). The three results are strided views of one ``[N, 3, H, C]`` tensor,
-        never copied; equal to ``q_proj(x)``, ``k_proj(x)``, ``v_proj(x)`` up to float rounding.
-
-        Shapes:
-            - x: ``[N, D]``
-            - output: three ``[N, H, C]`` views
-        """
-        projections = (self.q_proj, self.k_proj, self.v_proj)
-        weight = torch.cat([p.weight for p in projections])  # [3D, D]
-        bias = torch.cat([p.bias for p in projections]) if self.q_proj.bias is not None else None  # [3D]
-        packed = F.linear(x, weight, bias).view(x.size(0), 3, self.num_heads, self.head_dim)  # [N, 3, H, C]
-        query, key, value = packed.unbind(1)
-        return query, key, value
 
     def extra_repr(self) -> str:
         extra = f", edge_dim={self.edge_dim}" if self.edge_dim is not None else ""
