@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+# every dense implementation is compared with torch's own layer on the same batch
 DENSE_PEERS = {
-    "graphformer": "torch_encoder_layer", "sdpa": "torch_encoder_layer", "pyg_transformerconv": "graphformer"
+    "graphformer": "torch_encoder_layer", "sdpa": "torch_encoder_layer", "pyg_transformerconv": "torch_encoder_layer"
 }
 SPARSE_PEERS = {"gf_attentionconv": "pyg_transformerconv", "gf_gatconv": "pyg_gatconv"}
 AGGR_PEERS = {f"gf_{name}": f"pyg_{name}" for name in ("sum", "mean", "max", "attention")}
@@ -83,14 +84,15 @@ def _dense_case(impl: str, length: int, quick: bool, device: torch.device) -> Ca
     s = _dense_sizes(quick)
     b, d, h = s["batch"], s["d_model"], s["heads"]
     torch.manual_seed(0)
-    if impl == "torch_encoder_layer":
-        layer = nn.TransformerEncoderLayer(d, h, s["ffn"], dropout=0.0, batch_first=True).to(device)
-        x = torch.randn(b, length, d, device=device, requires_grad=True)
-        mask = torch.zeros(b, length, dtype=torch.bool, device=device)
-        return lambda: layer(x, src_key_padding_mask=mask)
-    if impl == "graphformer":
-        layer = GraphTransformerLayer(d, h, s["ffn"], dropout=0.0).to(device)
-        x = torch.randn(b * length, d, device=device, requires_grad=True)
+    if impl in ("torch_encoder_layer", "graphformer"):  # same weights, same batch: [B, L, D] vs [B * L, D]
+        torch_layer = nn.TransformerEncoderLayer(d, h, s["ffn"], dropout=0.0, batch_first=True).to(device)
+        padded = torch.randn(b, length, d, device=device)
+        if impl == "torch_encoder_layer":
+            x = padded.requires_grad_()
+            mask = torch.zeros(b, length, dtype=torch.bool, device=device)
+            return lambda: torch_layer(x, src_key_padding_mask=mask)
+        layer = GraphTransformerLayer.from_torch(torch_layer)
+        x = padded.reshape(b * length, d).requires_grad_()
         graph = fully_connected(torch.arange(b, device=device).repeat_interleave(length))
         return lambda: layer(x, graph)
     if impl == "sdpa":

@@ -37,17 +37,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs per case (default 2, quick 1)")
     parser.add_argument("--impls", default=None, help="comma-separated implementations to run (default: all)")
     parser.add_argument("--sizes", default=None, help="comma-separated sizes (L or E) to run (default: suite's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads in every case (default: torch's default)")
     parser.add_argument("--out", default="benchmarks/results", help="results root; writes <out>/<device>/")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def measure(case: dict[str, Any], device_name: str, warmup: int, repeats: int) -> dict[str, Any]:
-    """Run one case in this process: median fwd+bwd seconds and peak memory."""
+def measure(
+    case: dict[str, Any], device_name: str, warmup: int, repeats: int, threads: int | None = None
+) -> dict[str, Any]:
+    """Run one case in this process: median fwd+bwd seconds and peak memory (``threads``: CPU threads)."""
     import torch
 
     from benchmarks.cases import build, bytes_per_run
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     device = torch.device(device_name)
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     fn = build(case, device)
@@ -66,7 +72,8 @@ def measure(case: dict[str, Any], device_name: str, warmup: int, repeats: int) -
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = [once() for _ in range(repeats)]
-    result: dict[str, Any] = {**case, "time_s": statistics.median(times), "times_s": times}
+    result: dict[str, Any] = {**case, "time_s": statistics.median(times), "times_s": times,
+                              "threads": torch.get_num_threads()}
     if device.type == "cuda":
         result["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
         moved = bytes_per_run(case)
@@ -83,7 +90,8 @@ def measure(case: dict[str, Any], device_name: str, warmup: int, repeats: int) -
 
 def run_case(case: dict[str, Any], args: argparse.Namespace, warmup: int, repeats: int) -> dict[str, Any]:
     """Run ``case`` in a fresh subprocess and parse its JSON line."""
-    spec = json.dumps({"case": case, "device": args.device, "warmup": warmup, "repeats": repeats})
+    spec = json.dumps({"case": case, "device": args.device, "warmup": warmup, "repeats": repeats,
+                       "threads": args.threads})
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(
@@ -161,11 +169,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     if args.worker is not None:
         spec = json.loads(args.worker)
-        print(json.dumps(measure(spec["case"], spec["device"], spec["warmup"], spec["repeats"])))
+        print(json.dumps(measure(spec["case"], spec["device"], spec["warmup"], spec["repeats"], spec.get("threads"))))
         return []
     import torch
 
     from benchmarks.cases import dense_bytes_estimate, list_cases
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)  # so the results' device description states it
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
