@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from graphformer.aggr import Attention
 from graphformer.graphs.structure import BlockStructure
 from graphformer.nn.attention_conv import AttentionConv
-from graphformer.nn.inputs import check_features, unpack
+from graphformer.nn.inputs import check_features, check_sizes, unpack
 
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}
 
@@ -111,7 +111,8 @@ class GraphTransformerLayer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if nhead < 1 or d_model % nhead != 0:
+        check_sizes(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward, edge_dim=edge_dim)
+        if d_model % nhead != 0:
             raise ValueError(f"`d_model` ({d_model}) must be divisible by `nhead` ({nhead})")
         factory = {"device": device, "dtype": dtype}
         self.d_model, self.nhead, self.dim_feedforward = d_model, nhead, dim_feedforward
@@ -226,6 +227,7 @@ class GraphTransformerLayer(nn.Module):
             _copy(getattr(attn.out_proj, name), getattr(mine.out_proj, name), f"self_attn.out_proj.{name}")
             for module in ("linear1", "linear2", "norm1", "norm2"):
                 _copy(getattr(getattr(layer, module), name), getattr(getattr(self, module), name), f"{module}.{name}")
+        layer.self_attn.dropout = mine.aggr.dropout  # the attention dropout may differ from the layer's
         layer.train(self.training)
         return layer
 
@@ -271,8 +273,7 @@ class GraphTransformer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"`num_layers` must be at least 1, got {num_layers}")
+        check_sizes(num_layers=num_layers)
         factory = {"device": device, "dtype": dtype}
         self.layers = nn.ModuleList(
             GraphTransformerLayer(

@@ -11,7 +11,7 @@ from graphformer.aggr import Attention, ScoreAggregator, resolve
 from graphformer.debug import check_finite
 from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
-from graphformer.nn.inputs import prepare, unpack
+from graphformer.nn.inputs import check_sizes, prepare, unpack
 from graphformer.ops import dot_product_attention
 
 
@@ -59,7 +59,8 @@ class AttentionConv(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if num_heads < 1 or embed_dim % num_heads != 0:
+        check_sizes(embed_dim=embed_dim, num_heads=num_heads, edge_dim=edge_dim)
+        if embed_dim % num_heads != 0:
             raise ValueError(
                 f"`embed_dim` ({embed_dim}) must be divisible by `num_heads` ({num_heads}); "
                 "each head gets embed_dim / num_heads channels"

@@ -13,7 +13,7 @@ from graphformer.aggr import Attention, ScoreAggregator, resolve
 from graphformer.debug import check_finite
 from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
-from graphformer.nn.inputs import prepare, unpack
+from graphformer.nn.inputs import check_sizes, prepare, unpack
 from graphformer.ops.sparse import cached_on, sparse_attention
 
 
@@ -60,6 +60,7 @@ class GATConv(nn.Module):
         fill_value: edge feature of added self-loops (``"mean"`` of incoming edges, a number, ...), as PyG.
         bias: learn an additive bias.
         aggr: the score aggregator; default softmax :class:`~graphformer.aggr.Attention`.
+        device, dtype: where and in which dtype to create the parameters.
 
     Shapes:
         - x: ``[N, F]``; edge_index: ``[2, E]`` or a block structure; edge_attr: ``[E, edge_dim]``
@@ -79,10 +80,11 @@ class GATConv(nn.Module):
         fill_value: float | str = "mean",
         bias: bool = True,
         aggr: str | ScoreAggregator | Any = "attention",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if heads < 1:
-            raise ValueError(f"`heads` must be at least 1, got {heads}")
+        check_sizes(in_channels=in_channels, out_channels=out_channels, heads=heads, edge_dim=edge_dim)
         self.in_channels, self.out_channels, self.heads, self.concat = in_channels, out_channels, heads, concat
         self.negative_slope, self.add_self_loops, self.edge_dim = negative_slope, add_self_loops, edge_dim
         self.fill_value = fill_value
@@ -90,17 +92,18 @@ class GATConv(nn.Module):
         if not isinstance(aggregator, ScoreAggregator):
             raise ValueError(f"GATConv needs a score aggregator (e.g. Attention), got {aggregator!r}")
         self.aggr = aggregator
-        self.lin = nn.Linear(in_channels, heads * out_channels, bias=False)
-        self.att_src = nn.Parameter(torch.empty(1, heads, out_channels))
-        self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels))
+        factory = {"device": device, "dtype": dtype}
+        self.lin = nn.Linear(in_channels, heads * out_channels, bias=False, **factory)
+        self.att_src = nn.Parameter(torch.empty(1, heads, out_channels, **factory))
+        self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels, **factory))
         if edge_dim is not None:
-            self.lin_edge = nn.Linear(edge_dim, heads * out_channels, bias=False)
-            self.att_edge = nn.Parameter(torch.empty(1, heads, out_channels))
+            self.lin_edge = nn.Linear(edge_dim, heads * out_channels, bias=False, **factory)
+            self.att_edge = nn.Parameter(torch.empty(1, heads, out_channels, **factory))
         else:
             self.register_module("lin_edge", None)
             self.register_parameter("att_edge", None)
         out_size = heads * out_channels if concat else out_channels
-        self.bias = nn.Parameter(torch.empty(out_size)) if bias else None
+        self.bias = nn.Parameter(torch.empty(out_size, **factory)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from graphformer.aggr import Aggregator, ScoreAggregator, resolve
 from graphformer.graphs.structure import BlockStructure
-from graphformer.nn.inputs import prepare, unpack
+from graphformer.nn.inputs import check_sizes, prepare, unpack
 
 
 class GraphConv(nn.Module):
@@ -44,6 +44,7 @@ class GraphConv(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        check_sizes(in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.aggr = resolve(aggr)
         if isinstance(self.aggr, ScoreAggregator):

@@ -12,6 +12,17 @@ from graphformer.graphs.convert import Graph, as_graph
 from graphformer.graphs.validation import check_node_features
 
 
+def check_sizes(**sizes: Any) -> None:
+    """Raise ``TypeError`` unless every size is a positive ``int`` (``bool`` and ``float`` rejected), naming it."""
+    for name, value in sizes.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"`{name}` must be an int, got {type(value).__name__} {value!r}")
+        if value < 1:
+            raise ValueError(f"`{name}` must be at least 1, got {value}")
+
+
 def unpack(x: Any, edge_index: Any, edge_attr: Any = None, take_edge_attr: bool = True) -> tuple[Any, Any, Any]:
     """Accept ``layer(data)`` or ``layer(data, graph)`` for a PyG ``Data``/``Batch``; never modifies it.
 
