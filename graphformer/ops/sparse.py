@@ -56,8 +56,9 @@ def csr_order(edge_index: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
         perm: Tensor | None = None
         if target.numel() > 1 and not bool((target[1:] >= target[:-1]).all()):
             perm = torch.argsort(target, stable=True)
-            source, target = source[perm].contiguous(), target[perm].contiguous()
-        return perm, source, target
+            return perm, source[perm].contiguous(), target[perm].contiguous()
+        # copies, not views: a cached view would keep `edge_index` alive, so its entry would never be freed
+        return perm, source.clone(), target.clone()
 
     return cached_on(edge_index, "csr_order", build)
 

@@ -105,6 +105,26 @@ def test_csr_cache_follows_in_place_edits():
     assert perm is None and torch.equal(target, torch.tensor([0, 0, 0, 1]))
 
 
+@pytest.mark.parametrize("sorted_edges", [True, False])
+def test_cache_entries_are_freed_with_their_edge_index(sorted_edges):
+    """The cache must not keep a graph alive (a view of it in the cached value would): mini-batch training
+    makes a new edge_index per step."""
+    import gc
+
+    from graphformer.ops import sparse
+
+    edge_index = _graph(30, 120, seed=5)
+    if sorted_edges:
+        edge_index = edge_index[:, torch.argsort(edge_index[1], stable=True)].contiguous()
+    q, k, v = (torch.randn(30, 2, 4) for _ in range(3))
+    before = len(sparse._CACHE)
+    sparse_attention(q, k, v, edge_index)
+    assert len(sparse._CACHE) > before
+    del edge_index
+    gc.collect()
+    assert len(sparse._CACHE) == before
+
+
 def test_saves_no_edge_by_channel_tensor():
     edge_index = _graph(50, 400, seed=1)
     q, k, v = (torch.randn(50, 2, 8, requires_grad=True) for _ in range(3))
@@ -169,3 +189,19 @@ def test_gat_conv_lean_equals_reference_and_pyg(heads, concat, edge_dim):
             pyg.att_edge.copy_(conv.att_edge)
         pyg.bias.copy_(conv.bias)
     torch.testing.assert_close(out, pyg(x, edge_index, edge_attr))
+
+
+def test_gat_conv_cache_entries_are_freed_with_their_edge_index():
+    import gc
+
+    import graphformer as gf
+    from graphformer.ops import sparse
+
+    conv = gf.GATConv(4, 3, heads=2)
+    edge_index = _graph(30, 120, seed=6)
+    before = len(sparse._CACHE)
+    conv(torch.randn(30, 4), edge_index)
+    assert len(sparse._CACHE) > before
+    del edge_index
+    gc.collect()
+    assert len(sparse._CACHE) == before
