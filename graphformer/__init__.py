@@ -6,10 +6,11 @@ fully-connected graph plus residual, LayerNorm and a feed-forward network *is*
 
 Layers of the package (each uses only the ones before it): :mod:`graphformer.graphs` (who talks to whom),
 :mod:`graphformer.aggr` (aggregation), :mod:`graphformer.nn` (message-passing layers),
-:mod:`graphformer.transformer`, :mod:`graphformer.ops` (how attention runs).
+:mod:`graphformer.transformer`, :mod:`graphformer.ops` (how attention runs), and
+:mod:`graphformer.encodings` / :mod:`graphformer.analysis` (positions; what attention learned).
 """
 
-from graphformer import aggr, debug, graphs, ops
+from graphformer import aggr, analysis, datasets, debug, encodings, graphs, ops
 from graphformer.graphs import causal, fully_connected
 from graphformer.nn import AttentionConv, GATConv, GraphConv
 from graphformer.transformer import GraphTransformer, GraphTransformerLayer
@@ -24,8 +25,11 @@ __all__ = [
     "GraphTransformerLayer",
     "__version__",
     "aggr",
+    "analysis",
     "causal",
+    "datasets",
     "debug",
+    "encodings",
     "fully_connected",
     "graphs",
     "ops",
