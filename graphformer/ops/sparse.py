@@ -29,14 +29,20 @@ _CACHE: dict[tuple[int, Any], tuple[weakref.ref, int, Any]] = {}
 
 
 def cached_on(tensor: Tensor, tag: Any, build: Callable[[], Any]) -> Any:
-    """``build()``, cached per ``(tensor object, tag)``; an in-place change (new version) or freeing it invalidates."""
+    """``build()``, cached per ``(tensor object, tag)``; an in-place change (new version) or freeing it invalidates.
+
+    Writes that bypass autograd's version counter (through ``tensor.data`` or a shared numpy array) are not seen:
+    give a changed graph as a new tensor. Tensors created under ``torch.inference_mode`` are never cached.
+    """
+    if tensor.is_inference():  # inference tensors have no version counter: nothing can tell an edit, so no cache
+        return build()
     key = (id(tensor), tag)
     hit = _CACHE.get(key)
     if hit is not None and hit[0]() is tensor and hit[1] == tensor._version:
         return hit[2]
     value = build()
     try:
-        ref = weakref.ref(tensor, lambda _r, k=key: _CACHE.pop(k, None))
+        ref = weakref.ref(tensor, lambda _r, k=key, cache=_CACHE: cache.pop(k, None))
     except TypeError:  # pragma: no cover - tensors support weakrefs
         return value
     if len(_CACHE) > 32:
@@ -95,7 +101,8 @@ def csr_graph(source: Tensor, target: Tensor, num_nodes: int) -> CSRGraph:
 
     offsets = pointers(target)
     to_csc = torch.argsort(source, stable=True)
-    pairs, to_unique = torch.unique(target * num_nodes + source, return_inverse=True)  # sorted by (target, source)
+    pairs = target.long() * num_nodes + source.long()  # int64: an int32 edge_index would overflow for N^2 > 2^31
+    pairs, to_unique = torch.unique(pairs, return_inverse=True)  # sorted by (target, source)
     if pairs.numel() == source.numel():
         unique_rowptr, unique_col, to_unique = offsets, source, None
     else:
@@ -143,6 +150,7 @@ def _heads_first(t: Tensor) -> Tensor:
 def _segment_softmax_(scores: Tensor, graph: CSRGraph) -> Tensor:
     """In place: per-target softmax of ``scores`` ``[H, E]``; targets without finite scores get weight 0."""
     offsets = graph.offsets.expand(scores.size(0), -1)
+    scores.clamp_(max=torch.finfo(scores.dtype).max)  # +inf counts as the largest finite score, as in the reference
     peak = torch.segment_reduce(scores, "max", offsets=offsets, axis=1)  # [H, N]
     peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
     weights = scores.sub_(peak.index_select(1, graph.target)).exp_()  # [H, E]
@@ -154,6 +162,7 @@ def _segment_softmax_(scores: Tensor, graph: CSRGraph) -> Tensor:
 def _softmax_weights(scores: Tensor, target: Tensor, num_nodes: int) -> Tensor:
     """Per-target softmax of ``scores`` ``[E, H]``; targets without finite scores get weight 0."""
     index = target.view(-1, 1).expand_as(scores)
+    scores = scores.clamp(max=torch.finfo(scores.dtype).max)  # +inf counts as the largest finite score
     peak = scores.new_full((num_nodes, scores.size(1)), float("-inf"))
     peak.scatter_reduce_(0, index, scores, reduce="amax", include_self=True)
     peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
@@ -224,6 +233,12 @@ class SparseAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
+        if torch.is_grad_enabled():  # create_graph=True: this backward is not itself differentiable
+            raise RuntimeError(
+                "graphformer's memory-lean sparse attention supports first-order gradients only (create_graph=True "
+                "asks for a double backward); call the layer with return_attention=True, which runs the "
+                "differentiable gather/softmax/scatter reference"
+            )
         if not ctx.csr:
             return SparseAttention._gather_backward(ctx, grad_out)
         query_t, key_t, value_t, weights, out = ctx.saved_tensors

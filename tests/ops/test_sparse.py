@@ -205,3 +205,51 @@ def test_gat_conv_cache_entries_are_freed_with_their_edge_index():
     del edge_index
     gc.collect()
     assert len(sparse._CACHE) == before
+
+
+def test_int32_edge_index_with_many_nodes_equals_int64():
+    """(target, source) pairs are formed in int64: in int32, 100000^2 wraps and distinct edges collide."""
+    num_nodes = 100_000
+    edge_index = torch.tensor([[0, 1, 32704, 32705], [50000, 50000, 7050, 7050]])
+    q, k, v = (torch.randn(num_nodes, 1, 2, dtype=torch.float64) for _ in range(3))
+    torch.testing.assert_close(sparse_attention(q, k, v, edge_index.int()), sparse_attention(q, k, v, edge_index))
+
+
+def test_inference_mode_works_for_layers_and_inference_tensors():
+    import graphformer as gf
+
+    gat, attention = gf.GATConv(6, 3, heads=2), gf.AttentionConv(6, 2)
+    x = torch.randn(5, 6)
+    expected = gat(x, torch.tensor([[0, 1, 2, 3, 4, 0], [1, 2, 3, 4, 0, 3]]))
+    with torch.inference_mode():
+        edge_index = torch.tensor([[0, 1, 2, 3, 4, 0], [1, 2, 3, 4, 0, 3]])  # an inference tensor
+        torch.testing.assert_close(gat(x, edge_index), expected)
+        assert attention(x, edge_index).shape == (5, 6)
+
+
+def test_double_backward_raises_instead_of_being_silently_wrong():
+    edge_index = torch.tensor([[0, 1, 2, 0], [1, 1, 1, 2]])
+    q, k, v = (torch.randn(3, 1, 2, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    with pytest.raises(RuntimeError, match="first-order gradients only.*return_attention=True"):
+        torch.autograd.grad(sparse_attention(q, k, v, edge_index).pow(2).sum(), q, create_graph=True)
+
+
+def test_double_backward_through_the_reference_path_with_return_attention():
+    import graphformer as gf
+
+    conv = gf.AttentionConv(4, 2).double()
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 0], [1, 2, 3, 4, 0, 3]])
+    assert torch.autograd.gradgradcheck(lambda t: conv(t, edge_index, return_attention=True)[0], (x,))
+
+
+@pytest.mark.parametrize("with_query", [True, False])
+def test_positive_infinite_score_is_the_largest_not_nan(with_query):
+    edge_index = torch.tensor([[0, 1, 2, 4], [1, 1, 3, 3]])
+    bias = torch.randn(4, 2)
+    bias[0, 0] = float("inf")
+    v = torch.randn(5, 2, 3)
+    q = k = torch.randn(5, 2, 3) if with_query else None
+    out = sparse_attention(q, k, v, edge_index, bias=bias)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[1, 0], v[0, 0])  # all weight on the +inf edge (source 0) for head 0
