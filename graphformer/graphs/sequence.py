@@ -146,6 +146,17 @@ class Dilated(BlockStructure):
         offset = (target - source).abs()
         return (offset <= self.radius * self.dilation) & (offset % self.dilation == 0)
 
+    def _offsets(self) -> list[int]:
+        return [k * self.dilation for k in range(-self.radius, self.radius + 1)]
+
+    def to_edge_index(self) -> Tensor:
+        """The dilated band materialised in ``O(N r)`` (sorted by target, then source)."""
+        return self._banded_edge_index(self._offsets())
+
+    @property
+    def num_edges(self) -> int:
+        return self._banded_num_edges(self._offsets())
+
     def _extra_repr(self) -> str:
         return f"radius={self.radius}, dilation={self.dilation}"
 

@@ -4,6 +4,8 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from graphformer.graphs import causal, fully_connected, window
+from graphformer.graphs.sequence import Dilated
+from graphformer.graphs.structure import BlockStructure
 
 LENGTHS = [[4], [3, 1, 5], [2, 0, 3]]
 
@@ -102,3 +104,16 @@ def test_window_radius_must_be_non_negative():
 
 def test_repr():
     assert repr(window(_batch([3, 2]), 2)) == "SlidingWindow(num_graphs=2, num_nodes=5, radius=2)"
+
+
+@pytest.mark.parametrize("sizes", [[5, 1, 0, 9, 3], [20], []])
+@pytest.mark.parametrize("make", [lambda ptr, r: window(ptr=ptr, radius=r), lambda ptr, r: Dilated(r, 2, ptr=ptr)],
+                         ids=["window", "dilated"])
+@pytest.mark.parametrize("radius", [0, 1, 3, 30])
+def test_banded_edge_index_equals_generic(sizes, make, radius):
+    """The O(N r) materialisation and count of windows equal the generic O(L^2) ones."""
+    ptr = torch.tensor([0, *sizes]).cumsum(0)
+    structure = make(ptr, radius)
+    reference = BlockStructure.to_edge_index(structure)
+    assert torch.equal(structure.to_edge_index(), reference)
+    assert structure.num_edges == reference.size(1) == BlockStructure.num_edges.fget(structure)
