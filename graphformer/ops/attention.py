@@ -5,6 +5,10 @@ for every head. Two paths, equal to each other up to float rounding:
 
 * dense: an implicit :class:`~graphformer.graphs.BlockStructure` with the standard softmax
   :class:`~graphformer.aggr.Attention` runs block attention with ``scaled_dot_product_attention``;
+  a structure that needs an explicit ``[L, L]`` mask (anything but the complete graph or a causal mask over
+  equal-size graphs) whose edge density ``E / sum_g L_g^2`` is below :data:`SPARSE_DENSITY_THRESHOLD`
+  (a sliding window over a long sequence) is materialised once (cached on the structure) and takes the
+  sparse path instead, where the sparse path applies: ``O(E)`` instead of ``O(L^2)`` time and memory;
 * sparse: an explicit ``edge_index`` with the standard softmax :class:`~graphformer.aggr.Attention` (no
   dropout active, no returned weights) runs :func:`~graphformer.ops.sparse.sparse_attention`, which keeps
   only ``[E, H]`` weights for backward (Triton kernel on CUDA);
@@ -23,9 +27,43 @@ from torch import Tensor
 
 from graphformer.aggr.attention import Attention
 from graphformer.aggr.base import ScoreAggregator
-from graphformer.graphs.structure import BlockStructure
+from graphformer.graphs.structure import BlockStructure, Causal, FullyConnected
 from graphformer.ops.dense import block_attention
 from graphformer.ops.sparse import sparse_attention
+
+# Below this edge density E / sum_g L_g^2 (and with at least SPARSE_MIN_PAIRS candidate pairs), a masked block
+# structure runs on the sparse path. Measured on CPU (1 thread, AttentionConv(64, 4), fwd+bwd, sliding windows):
+# the sparse path wins below density ~0.15-0.2 once L >= 512, ties at L = 256, and loses 2x at L <= 128 (its
+# fixed cost of ~1.5 ms dominates there); see readme_long.md.
+SPARSE_DENSITY_THRESHOLD = 0.1
+SPARSE_MIN_PAIRS = 256 * 256
+
+
+def _needs_mask(structure: BlockStructure) -> bool:
+    """Whether block attention over ``structure`` builds an explicit ``[L, L]`` mask (see ``block_attention``)."""
+    equal_sizes = structure.num_nodes == structure.num_graphs * structure.max_size
+    return not (equal_sizes and isinstance(structure, (FullyConnected, Causal)))
+
+
+def sparse_edges_of(structure: BlockStructure) -> Tensor | None:
+    r"""``structure.to_edge_index()`` if the structure is sparse enough for the sparse path, else None.
+
+    Sparse enough: it needs an explicit mask, :math:`P = \sum_g L_g^2 \ge` :data:`SPARSE_MIN_PAIRS` and
+    :math:`E / P <` :data:`SPARSE_DENSITY_THRESHOLD`.
+    The decision and the materialised edges are cached on the structure object (keyed on its rule and its
+    ``ptr``), so a model that reuses one structure across layers and steps materialises it once.
+    """
+    if structure.num_nodes == 0 or not _needs_mask(structure):
+        return None
+    key = (repr(structure), structure.ptr.device, structure.ptr._version, SPARSE_DENSITY_THRESHOLD, SPARSE_MIN_PAIRS)
+    cached = structure.__dict__.get("_sparse_edges")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    pairs = int((structure.sizes * structure.sizes).sum())
+    sparse = pairs >= SPARSE_MIN_PAIRS and structure.num_edges < SPARSE_DENSITY_THRESHOLD * pairs
+    edge_index = structure.to_edge_index() if sparse else None
+    structure.__dict__["_sparse_edges"] = (key, edge_index)
+    return edge_index
 
 
 def dot_product_scores(query: Tensor, key: Tensor, edge_index: Tensor, scale: float | None = None) -> Tensor:
@@ -64,17 +102,21 @@ def dot_product_attention(
         ``(out [N, H, C], edge_index or None, weights or None)``.
     """
     num_nodes = query.size(0)
+    sparse_ok = (
+        type(aggr) is Attention
+        and not return_attention
+        and not (aggr.training and aggr.dropout > 0)
+        and query.dtype in (torch.float32, torch.float64)
+    )
+    if isinstance(graph, BlockStructure) and sparse_ok and bias is None and not torch.compiler.is_compiling():
+        edge_index = sparse_edges_of(graph)  # a long sparse structure: O(E) beats the O(L^2) masked path
+        if edge_index is not None:
+            return sparse_attention(query, key, value, edge_index, scale=scale), None, None
     dense_ok = isinstance(graph, BlockStructure) and type(aggr) is Attention and bias is None
     if dense_ok and not return_attention:
         dropout = aggr.dropout if aggr.training else 0.0
         return block_attention(query, key, value, graph, dropout=dropout, scale=scale), None, None
-    if (
-        not isinstance(graph, BlockStructure)
-        and type(aggr) is Attention
-        and not return_attention
-        and not (aggr.training and aggr.dropout > 0)
-        and query.dtype in (torch.float32, torch.float64)
-    ):
+    if not isinstance(graph, BlockStructure) and sparse_ok:
         return sparse_attention(query, key, value, graph, bias=bias, scale=scale), None, None
     edge_index = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
     scores = dot_product_scores(query, key, edge_index, scale)  # [E, H]

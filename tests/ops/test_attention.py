@@ -1,0 +1,111 @@
+"""Density-based dispatch of ``dot_product_attention`` (ops/attention.py): long sparse structures take the sparse
+path, dense ones the block path, with equal outputs and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import graphformer.ops.attention as attention
+from graphformer.aggr import Attention
+from graphformer.graphs import causal, fully_connected, window
+from graphformer.graphs.sequence import Dilated
+from graphformer.graphs.structure import BlockStructure
+from graphformer.nn import AttentionConv
+
+
+class _Spy:
+    """Wraps a function, counting calls."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    dense, sparse = _Spy(attention.block_attention), _Spy(attention.sparse_attention)
+    monkeypatch.setattr(attention, "block_attention", dense)
+    monkeypatch.setattr(attention, "sparse_attention", sparse)
+    return dense, sparse
+
+
+def _qkv(num_nodes: int, dtype=torch.float64, heads: int = 2, channels: int = 4):
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randn(num_nodes, heads, channels, generator=gen, dtype=dtype).requires_grad_() for _ in range(3)]
+
+
+def test_long_window_takes_sparse_path(spies):
+    dense, sparse = spies
+    structure = window(num_nodes=4096, radius=8)
+    q, k, v = _qkv(4096, torch.float32)
+    attention.dot_product_attention(q, k, v, structure, Attention())
+    assert (sparse.calls, dense.calls) == (1, 0)
+    cached = attention.sparse_edges_of(structure)
+    assert cached is attention.sparse_edges_of(structure)  # materialised once per structure object
+    assert torch.equal(cached, BlockStructure.to_edge_index(structure))
+
+
+@pytest.mark.parametrize("make", [lambda n: fully_connected(num_nodes=n), lambda n: causal(num_nodes=n),
+                                  lambda n: window(num_nodes=n, radius=n // 4)], ids=["complete", "causal", "wide"])
+def test_dense_structures_take_block_path(spies, make):
+    dense, sparse = spies
+    q, k, v = _qkv(1024, torch.float32)
+    attention.dot_product_attention(q, k, v, make(1024), Attention())
+    assert (sparse.calls, dense.calls) == (0, 1)
+
+
+def test_short_window_takes_block_path(spies):
+    """Below SPARSE_MIN_PAIRS the sparse path's fixed cost loses to the masked dense path."""
+    dense, sparse = spies
+    q, k, v = _qkv(128, torch.float32)
+    attention.dot_product_attention(q, k, v, window(num_nodes=128, radius=1), Attention())
+    assert (sparse.calls, dense.calls) == (0, 1)
+
+
+@pytest.mark.parametrize("reason", ["dropout", "return_attention", "half"])
+def test_sparse_dispatch_only_where_sparse_path_applies(spies, reason):
+    dense, sparse = spies
+    q, k, v = _qkv(2048, torch.bfloat16 if reason == "half" else torch.float32)
+    aggr = Attention(dropout=0.5 if reason == "dropout" else 0.0)
+    attention.dot_product_attention(q, k, v, window(num_nodes=2048, radius=2), aggr,
+                                    return_attention=reason == "return_attention")
+    assert sparse.calls == 0
+
+
+@pytest.mark.parametrize("make", [lambda batch: window(batch, radius=3), lambda batch: Dilated(2, 3, batch)],
+                         ids=["window", "dilated"])
+def test_sparse_dispatch_equals_dense_path(monkeypatch, make):
+    """Outputs and gradients of the dispatched sparse path equal the masked block path (ragged batch)."""
+    batch = torch.repeat_interleave(torch.arange(3), torch.tensor([300, 17, 200]))
+    q, k, v = _qkv(batch.numel())
+    monkeypatch.setattr(attention, "SPARSE_MIN_PAIRS", 0)
+    structure = make(batch)
+    assert attention.sparse_edges_of(structure) is not None
+    out, _, _ = attention.dot_product_attention(q, k, v, structure, Attention())
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+    monkeypatch.setattr(attention, "SPARSE_DENSITY_THRESHOLD", 0.0)  # force the masked block path
+    assert attention.sparse_edges_of(structure) is None
+    ref, _, _ = attention.dot_product_attention(q, k, v, structure, Attention())
+    ref_grads = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    torch.testing.assert_close(out, ref)
+    for grad, ref_grad in zip(grads, ref_grads):
+        torch.testing.assert_close(grad, ref_grad)
+
+
+def test_layer_on_implicit_window_equals_materialised(spies):
+    dense, sparse = spies
+    torch.manual_seed(0)
+    layer = AttentionConv(16, 4)
+    x = torch.randn(1024, 16, requires_grad=True)
+    structure = window(num_nodes=1024, radius=4)
+    out = layer(x, structure)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    ref = layer(x, structure.to_edge_index())
+    (ref_grad,) = torch.autograd.grad(ref.sum(), x)
+    assert dense.calls == 0 and sparse.calls == 2
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(grad, ref_grad)
