@@ -1,8 +1,9 @@
 """Benchmark cases: each builds its inputs and returns a closure that runs forward + backward once.
 
 Suites: ``dense`` (complete graphs over L), ``sparse`` (explicit random / power-law graphs over E),
-``aggr`` (sum / mean / max / attention aggregation over E messages). Every case names its ``peer``,
-the implementation it is compared against in the same run.
+``aggr`` (sum / mean / max / attention aggregation over E messages), ``long`` (one long sequence of length L
+under a complete graph vs a sliding window, implicit or materialised). Every case names its ``peer``, the
+implementation it is compared against in the same run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ DENSE_PEERS = {
 }
 SPARSE_PEERS = {"gf_attentionconv": "pyg_transformerconv", "gf_gatconv": "pyg_gatconv"}
 AGGR_PEERS = {f"gf_{name}": f"pyg_{name}" for name in ("sum", "mean", "max", "attention")}
+# every long-sequence case is compared with the transformer baseline (complete graph, dense SDPA) at the same L
+LONG_IMPLS = ["fully_connected", "window_masked", "window_implicit", "window_edge_index", "pyg_transformerconv"]
+LONG_PEERS = {impl: "fully_connected" for impl in LONG_IMPLS[1:]}
+LONG_RADIUS = 8
+LONG_D_MODEL, LONG_HEADS = 64, 4
 
 
 def _dense_sizes(quick: bool) -> dict[str, int]:
@@ -34,6 +40,17 @@ def dense_bytes_estimate(impl: str, length: int, quick: bool) -> int:
     if impl == "pyg_transformerconv":
         return edges * (s["d_model"] * 4 * 6 + 16)
     return s["batch"] * length * s["d_model"] * 4 * 40 + s["batch"] * s["heads"] * length * length * 4 * 3
+
+
+def long_bytes_estimate(impl: str, length: int) -> int:
+    """Rough peak bytes of a ``long`` case above import: the complete graph runs SDPA's flash kernel (``O(L)``,
+    measured); the masked window keeps an ``[L, L]`` bool mask and ``[H, L, L]`` float scores; ``O(L r)`` else."""
+    node_bytes = length * LONG_D_MODEL * 4 * 40
+    if impl == "fully_connected":
+        return node_bytes
+    if impl == "window_masked":
+        return node_bytes + length * length + LONG_HEADS * length * length * 4
+    return node_bytes + length * (2 * LONG_RADIUS + 1) * LONG_D_MODEL * 4 * 6
 
 
 def list_cases(suite: str, quick: bool) -> list[dict[str, Any]]:
@@ -56,8 +73,13 @@ def list_cases(suite: str, quick: bool) -> list[dict[str, Any]]:
                 for impl in [f"pyg_{name}", f"gf_{name}"]:
                     cases.append({"suite": suite, "impl": impl, "size": edges, "graph": "random",
                                   "peer": AGGR_PEERS.get(impl), "quick": quick})
+    elif suite == "long":
+        for length in [64, 128] if quick else [1024, 4096, 16384]:
+            for impl in LONG_IMPLS:
+                cases.append({"suite": suite, "impl": impl, "size": length, "graph": f"window{LONG_RADIUS}",
+                              "peer": LONG_PEERS.get(impl), "quick": quick})
     else:
-        raise ValueError(f"`suite` must be one of dense, sparse, aggr; got {suite!r}")
+        raise ValueError(f"`suite` must be one of dense, sparse, aggr, long; got {suite!r}")
     return cases
 
 
@@ -166,8 +188,50 @@ def _aggr_case(impl: str, edges: int, device: torch.device) -> Callable[[], Tens
     return lambda: agg(flat, index, dim_size=num_nodes)
 
 
+def _long_case(impl: str, length: int, device: torch.device) -> Callable[[], Tensor]:
+    """``AttentionConv(64, 4)`` on one sequence of ``length`` tokens under the graph ``impl`` names.
+
+    ``fully_connected``: the complete graph (dense SDPA, the transformer baseline); ``window_masked``: the
+    radius-8 window as an implicit structure, forced onto the dense masked path (``[L, L]`` mask);
+    ``window_implicit``: the same structure as :func:`dot_product_attention` dispatches it by default;
+    ``window_edge_index``: the window materialised with ``to_edge_index()`` (sparse path); ``pyg_transformerconv``:
+    PyG's ``TransformerConv`` on the materialised window.
+    """
+    from graphformer.graphs import fully_connected, window
+    from graphformer.nn import AttentionConv
+
+    torch.manual_seed(0)
+    d, h = LONG_D_MODEL, LONG_HEADS
+    x = torch.randn(length, d, device=device, requires_grad=True)
+    batch = torch.zeros(length, dtype=torch.long, device=device)
+    structure = window(batch, radius=LONG_RADIUS)
+    if impl == "pyg_transformerconv":
+        from torch_geometric.nn import TransformerConv
+
+        conv = TransformerConv(d, d // h, heads=h, root_weight=False).to(device)
+        edge_index = structure.to_edge_index()
+        return lambda: conv(x, edge_index)
+    layer = AttentionConv(d, h).to(device)
+    if impl == "fully_connected":
+        graph: Any = fully_connected(batch)
+    elif impl == "window_masked":
+        import graphformer.ops.attention as attention
+
+        attention.SPARSE_DENSITY_THRESHOLD = 0.0  # in this worker process only: never dispatch to sparse
+        graph = structure
+    elif impl == "window_implicit":
+        graph = structure
+    elif impl == "window_edge_index":
+        graph = structure.to_edge_index()
+    else:
+        raise ValueError(f"unknown long impl {impl!r}")
+    return lambda: layer(x, graph)
+
+
 def build(case: dict[str, Any], device: torch.device) -> Callable[[], Tensor]:
     """The forward closure of ``case`` on ``device``."""
+    if case["suite"] == "long":
+        return _long_case(case["impl"], case["size"], device)
     if case["suite"] == "dense":
         return _dense_case(case["impl"], case["size"], case["quick"], device)
     if case["suite"] == "sparse":

@@ -5,6 +5,7 @@ hold memory for the next). Time is forward + backward, the median of repeated ru
 
     python -m benchmarks.run --suite all --device cpu --out benchmarks/results
     python -m benchmarks.run --suite sparse --device cuda --quick
+    python -m benchmarks.run --suite long --device cpu --threads 1 --out /tmp/long
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SUITES = ("dense", "sparse", "aggr")
+SUITES = ("dense", "sparse", "aggr", "long")
 # nominal peak memory bandwidth (bytes/s) by device name, for the achieved-bandwidth fraction on CUDA
 PEAK_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12, "L4": 0.3e12, "A10": 0.6e12, "T4": 0.32e12}
 MEMORY_CAP_BYTES = 4 * 1024**3
@@ -39,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default=None, help="comma-separated sizes (L or E) to run (default: suite's)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads in every case (default: torch's default)")
+    parser.add_argument("--memory-cap-gb", type=float, default=MEMORY_CAP_BYTES / 2**30,
+                        help="on CPU, skip dense/long cases whose estimated peak memory exceeds this (default 4)")
     parser.add_argument("--out", default="benchmarks/results", help="results root; writes <out>/<device>/")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -116,7 +119,7 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """One table per suite."""
     lines = [f"Device: {meta['device_desc']}; date {meta['date']}; command `{meta['command']}`", ""]
-    size_name = {"dense": "L", "sparse": "E", "aggr": "E"}
+    size_name = {"dense": "L", "sparse": "E", "aggr": "E", "long": "L"}
     for suite in SUITES:
         rows = [r for r in results if r["suite"] == suite]
         if not rows:
@@ -154,7 +157,7 @@ def plot(results: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             for impl in dict.fromkeys(r["impl"] for r in rows):
                 pts = sorted((r["size"], r["time_s"] * 1e3) for r in rows if r["impl"] == impl)
                 ax.plot(*zip(*pts), marker="o", label=impl)
-            ax.set(xscale="log", yscale="log", xlabel="L" if suite == "dense" else "E", ylabel="fwd+bwd (ms)",
+            ax.set(xscale="log", yscale="log", xlabel="L" if suite in ("dense", "long") else "E", ylabel="fwd+bwd (ms)",
                    title=f"{suite} / {graph}")
             ax.legend(fontsize=7)
             fig.tight_layout()
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return []
     import torch
 
-    from benchmarks.cases import dense_bytes_estimate, list_cases
+    from benchmarks.cases import dense_bytes_estimate, list_cases, long_bytes_estimate
 
     if args.threads is not None:
         if args.threads < 1:
@@ -193,10 +196,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     results = []
     for n, case in enumerate(cases, 1):
         label = f"[{n}/{len(cases)}] {case['suite']} {case['graph']} size={case['size']} {case['impl']}"
-        if args.device == "cpu" and case["suite"] == "dense":
-            estimate = dense_bytes_estimate(case["impl"], case["size"], args.quick)
-            if estimate > MEMORY_CAP_BYTES:
-                results.append({**case, "skipped": f"estimated {estimate / 2**30:.1f} GB > 4 GB cap"})
+        if args.device == "cpu" and case["suite"] in ("dense", "long"):
+            estimate = dense_bytes_estimate(case["impl"], case["size"], args.quick) if case["suite"] == "dense" \
+                else long_bytes_estimate(case["impl"], case["size"])
+            if estimate > args.memory_cap_gb * 2**30:
+                cap = f"{args.memory_cap_gb:g} GB cap"
+                results.append({**case, "skipped": f"estimated {estimate / 2**30:.1f} GB > {cap}"})
                 print(f"{label}: skipped (estimated {estimate / 2**30:.1f} GB)", flush=True)
                 continue
         result = run_case(case, args, warmup, repeats)

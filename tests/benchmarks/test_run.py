@@ -15,6 +15,7 @@ from benchmarks.run import main
         ("sparse", "gf_attentionconv,pyg_transformerconv", "2000"),
         ("aggr", "gf_attention,pyg_attention", "2000"),
         ("dense", "graphformer,torch_encoder_layer", "16"),
+        ("long", "fully_connected,window_masked,window_implicit,window_edge_index,pyg_transformerconv", "64"),
     ],
 )
 def test_quick_run_writes_results(tmp_path, suite, impls, size):
@@ -23,7 +24,7 @@ def test_quick_run_writes_results(tmp_path, suite, impls, size):
     out = tmp_path / "cpu"
     data = json.loads((out / "results.json").read_text())
     assert len(data["results"]) == len(results) >= 2
-    ours = [r for r in data["results"] if r["impl"].startswith("gf_") or r["impl"] == "graphformer"]
+    ours = [r for r in data["results"] if r["impl"].startswith(("gf_", "window_")) or r["impl"] == "graphformer"]
     assert ours and all(r["time_s"] > 0 and r["peak_memory_bytes"] > 0 and r["threads"] == 1 for r in ours)
     assert all("time_ratio_to_peer" in r for r in ours)
     assert "| " + impls.split(",")[0] in (out / "results.md").read_text()
