@@ -8,7 +8,8 @@ for every head. Two paths, equal to each other up to float rounding:
   a structure that needs an explicit ``[L, L]`` mask (anything but the complete graph or a causal mask over
   equal-size graphs) whose edge density ``E / sum_g L_g^2`` is below :data:`SPARSE_DENSITY_THRESHOLD`
   (a sliding window over a long sequence) is materialised once (cached on the structure) and takes the
-  sparse path instead, where the sparse path applies: ``O(E)`` instead of ``O(L^2)`` time and memory;
+  sparse path instead, where the sparse path applies: ``O(E)`` instead of ``O(L^2)`` time and memory
+  (on CPU only for now: the threshold was measured there, and the CUDA crossover is not measured yet);
 * sparse: an explicit ``edge_index`` with the standard softmax :class:`~graphformer.aggr.Attention` (no
   dropout active, no returned weights) runs :func:`~graphformer.ops.sparse.sparse_attention`, which keeps
   only ``[E, H]`` weights for backward (Triton kernel on CUDA);
@@ -108,7 +109,13 @@ def dot_product_attention(
         and not (aggr.training and aggr.dropout > 0)
         and query.dtype in (torch.float32, torch.float64)
     )
-    if isinstance(graph, BlockStructure) and sparse_ok and bias is None and not torch.compiler.is_compiling():
+    if (
+        isinstance(graph, BlockStructure)
+        and sparse_ok
+        and bias is None
+        and query.device.type == "cpu"  # the threshold is measured on CPU only
+        and not torch.compiler.is_compiling()
+    ):
         edge_index = sparse_edges_of(graph)  # a long sparse structure: O(E) beats the O(L^2) masked path
         if edge_index is not None:
             return sparse_attention(query, key, value, edge_index, scale=scale), None, None
