@@ -31,7 +31,7 @@ class Mean(Aggregator):
         count = count.clamp_(min=1).view(-1, *([1] * (x.dim() - 1)))
         if x.dtype in _HALF:
             return (total.float() / count).to(x.dtype)
-        return total / count.to(x.dtype)
+        return total / count  # float / int64 keeps the float dtype
 
 
 class Max(Aggregator):

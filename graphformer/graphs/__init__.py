@@ -24,6 +24,7 @@ from graphformer.graphs.sequence import (
     union,
 )
 from graphformer.graphs.structure import (
+    Banded,
     BlockStructure,
     Causal,
     FullyConnected,
@@ -35,6 +36,7 @@ from graphformer.graphs.structure import (
 from graphformer.graphs.validation import check_edge_index
 
 __all__ = [
+    "Banded",
     "BlockStructure",
     "Causal",
     "Dilated",

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphformer.graphs.structure import BlockStructure, FullyConnected
+from graphformer.graphs.structure import Banded, BlockStructure, FullyConnected
 from graphformer.graphs.validation import check_edge_index, check_index
 
 
@@ -110,7 +110,7 @@ def chain(
     return _sort_and_dedup(torch.cat(parts, dim=1), nodes.numel())
 
 
-class Dilated(BlockStructure):
+class Dilated(Banded):
     r"""Dilated sliding window: node ``i`` receives from ``j`` with ``|i - j| = k \cdot dilation``, ``k <= radius``.
 
     .. math::
@@ -146,16 +146,8 @@ class Dilated(BlockStructure):
         offset = (target - source).abs()
         return (offset <= self.radius * self.dilation) & (offset % self.dilation == 0)
 
-    def _offsets(self) -> list[int]:
+    def offsets(self) -> list[int]:
         return [k * self.dilation for k in range(-self.radius, self.radius + 1)]
-
-    def to_edge_index(self) -> Tensor:
-        """The dilated band materialised in ``O(N r)`` (sorted by target, then source)."""
-        return self._banded_edge_index(self._offsets())
-
-    @property
-    def num_edges(self) -> int:
-        return self._banded_num_edges(self._offsets())
 
     def _extra_repr(self) -> str:
         return f"radius={self.radius}, dilation={self.dilation}"

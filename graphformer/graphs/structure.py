@@ -116,7 +116,6 @@ class BlockStructure(ABC):
         """A copy of this structure with its index tensors on ``device``."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
-        new.__dict__.pop("_sparse_edges", None)  # edges materialised by ops.attention live on the old device
         new.ptr, new.sizes = self.ptr.to(device), self.sizes.to(device)
         return new
 
@@ -156,27 +155,6 @@ class BlockStructure(ABC):
     def _extra_repr(self) -> str:
         return ""
 
-    def _banded_edge_index(self, offsets: list[int]) -> Tensor:
-        """``edge_index`` of a band structure whose sources are ``target + o`` for ``o`` in sorted ``offsets``.
-
-        ``O(N K)`` for ``K`` offsets, never ``O(L^2)``; equal to the generic :meth:`to_edge_index` (sorted by
-        target, then source) for a rule that allows exactly those offsets inside each graph.
-        """
-        if self.num_nodes == 0 or not offsets:
-            return torch.empty(2, 0, dtype=torch.long, device=self.device)
-        target = torch.arange(self.num_nodes, device=self.device)  # [N]
-        graph = self.batch
-        start, end = self.ptr[graph], self.ptr[graph + 1]  # [N] first node and one past the last of its graph
-        shift = torch.tensor(sorted(offsets), dtype=torch.long, device=self.device)  # [K]
-        source = target.view(-1, 1) + shift.view(1, -1)  # [N, K], row-major = sorted by target, then source
-        keep = (source >= start.view(-1, 1)) & (source < end.view(-1, 1))
-        return torch.stack([source[keep], target.view(-1, 1).expand_as(source)[keep]])
-
-    def _banded_num_edges(self, offsets: list[int]) -> int:
-        """Edge count of the band structure of :meth:`_banded_edge_index`: ``sum_g sum_o max(L_g - |o|, 0)``."""
-        shift = torch.tensor(offsets, dtype=torch.long).abs()  # [K]
-        return int((self.sizes.cpu().view(-1, 1) - shift.view(1, -1)).clamp(min=0).sum())
-
     def __repr__(self) -> str:
         extra = self._extra_repr()
         extra = f", {extra}" if extra else ""
@@ -211,7 +189,38 @@ class Causal(BlockStructure):
         return int((self.sizes * (self.sizes + 1) // 2).sum())
 
 
-class SlidingWindow(BlockStructure):
+class Banded(BlockStructure):
+    """A band structure: node ``i`` receives from ``i + o`` for every ``o`` in :meth:`offsets` inside its graph.
+
+    Subclasses give the offsets (and a matching :meth:`allows`); materialising and counting are ``O(N K)`` for
+    ``K`` offsets, never ``O(L^2)``.
+    """
+
+    @abstractmethod
+    def offsets(self) -> list[int]:
+        """Source offsets ``j - i`` the rule allows (within a graph)."""
+
+    def to_edge_index(self) -> Tensor:
+        """The band materialised in ``O(N K)``, sorted by target, then source (as the generic method)."""
+        offsets = self.offsets()
+        if self.num_nodes == 0 or not offsets:
+            return torch.empty(2, 0, dtype=torch.long, device=self.device)
+        target = torch.arange(self.num_nodes, device=self.device)  # [N]
+        graph = self.batch
+        start, end = self.ptr[graph], self.ptr[graph + 1]  # [N] first node and one past the last of its graph
+        shift = torch.tensor(sorted(offsets), dtype=torch.long, device=self.device)  # [K]
+        source = target.view(-1, 1) + shift.view(1, -1)  # [N, K], row-major = sorted by target, then source
+        keep = (source >= start.view(-1, 1)) & (source < end.view(-1, 1))
+        return torch.stack([source[keep], target.view(-1, 1).expand_as(source)[keep]])
+
+    @property
+    def num_edges(self) -> int:
+        """``sum_g sum_o max(L_g - |o|, 0)``, without materialising."""
+        shift = torch.tensor(self.offsets(), dtype=torch.long).abs()  # [K]
+        return int((self.sizes.cpu().view(-1, 1) - shift.view(1, -1)).clamp(min=0).sum())
+
+
+class SlidingWindow(Banded):
     """Node ``i`` receives from every ``j`` of its own graph with ``|i - j| <= radius`` (self-loops included).
 
     Local attention: ``2 * radius + 1`` sources per node away from the ends of a sequence.
@@ -237,16 +246,8 @@ class SlidingWindow(BlockStructure):
     def allows(self, target: Tensor, source: Tensor) -> Tensor:
         return (target - source).abs() <= self.radius
 
-    def _offsets(self) -> list[int]:
+    def offsets(self) -> list[int]:
         return list(range(-self.radius, self.radius + 1))
-
-    def to_edge_index(self) -> Tensor:
-        """The window's ``(2 r + 1)``-band materialised in ``O(N r)`` (sorted by target, then source)."""
-        return self._banded_edge_index(self._offsets())
-
-    @property
-    def num_edges(self) -> int:
-        return self._banded_num_edges(self._offsets())
 
     def _extra_repr(self) -> str:
         return f"radius={self.radius}"

@@ -7,16 +7,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from graphformer.aggr import Attention, ScoreAggregator, resolve
+from graphformer.aggr import ScoreAggregator
 from graphformer.debug import check_finite
 from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
-from graphformer.nn.inputs import check_sizes, prepare, unpack
+from graphformer.nn.inputs import check_sizes, prepare, resolve_attention, unpack
 from graphformer.ops import dot_product_attention
-
-
-def _is_attention_name(aggr: Any) -> bool:
-    return isinstance(aggr, str) and aggr.lower() == "attention"
 
 
 class AttentionConv(nn.Module):
@@ -67,7 +63,7 @@ class AttentionConv(nn.Module):
             )
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
         self.edge_dim = edge_dim
-        self.aggr = Attention(dropout=dropout) if _is_attention_name(aggr) else resolve(aggr)
+        self.aggr = resolve_attention(aggr, dropout)
         factory = {"device": device, "dtype": dtype}
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
         self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)

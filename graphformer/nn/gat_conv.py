@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from graphformer.aggr import Attention, ScoreAggregator, resolve
+from graphformer.aggr import ScoreAggregator
 from graphformer.debug import check_finite
 from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
-from graphformer.nn.inputs import check_sizes, prepare, unpack
+from graphformer.nn.inputs import check_sizes, prepare, resolve_attention, unpack
+from graphformer.ops.attention import lean_path_applies
 from graphformer.ops.sparse import cached_on, sparse_attention
 
 
@@ -31,10 +32,6 @@ def _sorted_self_loops(edge_index: Tensor, num_nodes: int) -> Tensor:
     """:func:`_self_loops` without edge features, sorted by target (scores then come in the CSR order)."""
     looped, _ = _self_loops(edge_index, num_nodes)
     return looped.index_select(1, torch.argsort(looped[1], stable=True))
-
-
-def _is_attention_name(aggr: Any) -> bool:
-    return isinstance(aggr, str) and aggr.lower() == "attention"
 
 
 class GATConv(nn.Module):
@@ -88,7 +85,7 @@ class GATConv(nn.Module):
         self.in_channels, self.out_channels, self.heads, self.concat = in_channels, out_channels, heads, concat
         self.negative_slope, self.add_self_loops, self.edge_dim = negative_slope, add_self_loops, edge_dim
         self.fill_value = fill_value
-        aggregator = Attention(dropout=dropout) if _is_attention_name(aggr) else resolve(aggr)
+        aggregator = resolve_attention(aggr, dropout)
         if not isinstance(aggregator, ScoreAggregator):
             raise ValueError(f"GATConv needs a score aggregator (e.g. Attention), got {aggregator!r}")
         self.aggr = aggregator
@@ -145,14 +142,9 @@ class GATConv(nn.Module):
             e = self.lin_edge(edge_attr).view(-1, heads, channels)  # [E, H, C]
             scores = scores + (e * self.att_edge).sum(-1)
         scores = F.leaky_relu(scores, self.negative_slope)
-        lean = (
-            type(self.aggr) is Attention
-            and not return_attention
-            and not (self.aggr.training and self.aggr.dropout > 0)
-            and h.dtype in (torch.float32, torch.float64)
-        )
         weights = None
-        if lean:  # memory-lean fused softmax + weighted sum: keeps only [E, H] for backward
+        # memory-lean fused softmax + weighted sum: keeps only [E, H] for backward
+        if lean_path_applies(self.aggr, h.dtype, return_attention):
             out = sparse_attention(None, None, h, edge_index, bias=scores)
         else:  # reference: gather values [E, H, C], the aggregator normalises and sums
             values = h.index_select(0, source)  # [E, H, C]

@@ -7,9 +7,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from graphformer.aggr import Aggregator, Attention, resolve
 from graphformer.debug import check_finite
 from graphformer.graphs.convert import Graph, as_graph
 from graphformer.graphs.validation import check_node_features
+
+
+def resolve_attention(aggr: Any, dropout: float) -> Aggregator:
+    """An attention layer's ``aggr=``: the name ``"attention"`` (any case) gives softmax :class:`Attention` with the
+    layer's ``dropout``; anything else goes through :func:`~graphformer.aggr.resolve`."""
+    if isinstance(aggr, str) and aggr.lower() == "attention":
+        return Attention(dropout=dropout)
+    return resolve(aggr)
 
 
 def check_sizes(**sizes: Any) -> None:

@@ -30,12 +30,12 @@ from graphformer.aggr.attention import Attention
 from graphformer.aggr.base import ScoreAggregator
 from graphformer.graphs.structure import BlockStructure, Causal, FullyConnected
 from graphformer.ops.dense import block_attention
-from graphformer.ops.sparse import sparse_attention
+from graphformer.ops.sparse import cached_on, sparse_attention
 
 # Below this edge density E / sum_g L_g^2 (and with at least SPARSE_MIN_PAIRS candidate pairs), a masked block
 # structure runs on the sparse path. Measured on CPU (1 thread, AttentionConv(64, 4), fwd+bwd, sliding windows):
 # the sparse path wins below density ~0.15-0.2 once L >= 512, ties at L = 256, and loses 2x at L <= 128 (its
-# fixed cost of ~1.5 ms dominates there); see readme_long.md.
+# fixed cost of ~1.5 ms dominates there); see the README, "Long sequences".
 SPARSE_DENSITY_THRESHOLD = 0.1
 SPARSE_MIN_PAIRS = 256 * 256
 
@@ -46,25 +46,32 @@ def _needs_mask(structure: BlockStructure) -> bool:
     return not (equal_sizes and isinstance(structure, (FullyConnected, Causal)))
 
 
+def lean_path_applies(aggr: ScoreAggregator, dtype: torch.dtype, return_attention: bool) -> bool:
+    """Whether :func:`~graphformer.ops.sparse.sparse_attention` computes what ``aggr`` would: softmax
+    :class:`~graphformer.aggr.Attention` with no active dropout, float32/64, and no weights to return."""
+    return (
+        type(aggr) is Attention
+        and not return_attention
+        and not (aggr.training and aggr.dropout > 0)
+        and dtype in (torch.float32, torch.float64)
+    )
+
+
 def sparse_edges_of(structure: BlockStructure) -> Tensor | None:
     r"""``structure.to_edge_index()`` if the structure is sparse enough for the sparse path, else None.
 
     Sparse enough: it needs an explicit mask, :math:`P = \sum_g L_g^2 \ge` :data:`SPARSE_MIN_PAIRS` and
-    :math:`E / P <` :data:`SPARSE_DENSITY_THRESHOLD`.
-    The decision and the materialised edges are cached on the structure object (keyed on its rule and its
-    ``ptr``), so a model that reuses one structure across layers and steps materialises it once.
+    :math:`E / P <` :data:`SPARSE_DENSITY_THRESHOLD` (``num_edges`` is counted without materialising).
+    The materialised edges are cached on the structure's ``ptr`` tensor (see
+    :func:`~graphformer.ops.sparse.cached_on`), so a model that reuses one structure across layers and steps
+    materialises it once.
     """
     if structure.num_nodes == 0 or not _needs_mask(structure):
         return None
-    key = (repr(structure), structure.ptr.device, structure.ptr._version, SPARSE_DENSITY_THRESHOLD, SPARSE_MIN_PAIRS)
-    cached = structure.__dict__.get("_sparse_edges")
-    if cached is not None and cached[0] == key:
-        return cached[1]
     pairs = int((structure.sizes * structure.sizes).sum())
-    sparse = pairs >= SPARSE_MIN_PAIRS and structure.num_edges < SPARSE_DENSITY_THRESHOLD * pairs
-    edge_index = structure.to_edge_index() if sparse else None
-    structure.__dict__["_sparse_edges"] = (key, edge_index)
-    return edge_index
+    if pairs < SPARSE_MIN_PAIRS or structure.num_edges >= SPARSE_DENSITY_THRESHOLD * pairs:
+        return None
+    return cached_on(structure.ptr, ("edges", type(structure), repr(structure)), structure.to_edge_index)
 
 
 def dot_product_scores(query: Tensor, key: Tensor, edge_index: Tensor, scale: float | None = None) -> Tensor:
@@ -103,12 +110,7 @@ def dot_product_attention(
         ``(out [N, H, C], edge_index or None, weights or None)``.
     """
     num_nodes = query.size(0)
-    sparse_ok = (
-        type(aggr) is Attention
-        and not return_attention
-        and not (aggr.training and aggr.dropout > 0)
-        and query.dtype in (torch.float32, torch.float64)
-    )
+    sparse_ok = lean_path_applies(aggr, query.dtype, return_attention)
     if (
         isinstance(graph, BlockStructure)
         and sparse_ok
