@@ -12,7 +12,7 @@ Layers of the package (each uses only the ones before it): :mod:`graphformer.gra
 
 from graphformer import aggr, analysis, datasets, debug, encodings, graphs, ops
 from graphformer.graphs import causal, fully_connected
-from graphformer.nn import AttentionConv, GATConv, GraphConv
+from graphformer.nn import AttentionConv, GATConv, GraphConv, TransformerConv
 from graphformer.transformer import GraphTransformer, GraphTransformerLayer
 
 __version__ = "0.1.0"
@@ -23,6 +23,7 @@ __all__ = [
     "GraphConv",
     "GraphTransformer",
     "GraphTransformerLayer",
+    "TransformerConv",
     "__version__",
     "aggr",
     "analysis",

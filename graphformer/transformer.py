@@ -192,7 +192,7 @@ class GraphTransformerLayer(nn.Module):
             device=weight.device,
             dtype=weight.dtype,
         )
-        new.self_attn.aggr.dropout = attn.dropout
+        new.self_attn.attention.dropout = attn.dropout
         mine = new.self_attn
         in_bias = attn.in_proj_bias.chunk(3) if attn.in_proj_bias is not None else (None, None, None)
         for proj, w, b, name in zip((mine.q_proj, mine.k_proj, mine.v_proj), weight.chunk(3), in_bias, "qkv"):
@@ -208,7 +208,7 @@ class GraphTransformerLayer(nn.Module):
     def to_torch(self) -> nn.TransformerEncoderLayer:
         """An ``nn.TransformerEncoderLayer`` (``batch_first=True``) with a copy of this layer's weights."""
         mine = self.self_attn
-        if type(mine.aggr) is not Attention or mine.edge_proj is not None:
+        if type(mine.attention) is not Attention or mine.edge_proj is not None:
             raise ValueError("only softmax attention without edge features has a torch counterpart")
         weight = mine.q_proj.weight
         bias = mine.q_proj.bias is not None
@@ -227,7 +227,7 @@ class GraphTransformerLayer(nn.Module):
             _copy(getattr(attn.out_proj, name), getattr(mine.out_proj, name), f"self_attn.out_proj.{name}")
             for module in ("linear1", "linear2", "norm1", "norm2"):
                 _copy(getattr(getattr(layer, module), name), getattr(getattr(self, module), name), f"{module}.{name}")
-        layer.self_attn.dropout = mine.aggr.dropout  # the attention dropout may differ from the layer's
+        layer.self_attn.dropout = mine.attention.dropout  # the attention dropout may differ from the layer's
         layer.train(self.training)
         return layer
 

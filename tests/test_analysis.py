@@ -93,7 +93,7 @@ def manual_masked_conv(conv: AttentionConv, x, graph, keep):
     """Oracle: attention by hand, head outputs multiplied by ``keep`` [H] before out_proj."""
     n, heads, c = x.size(0), conv.num_heads, conv.head_dim
     q, k, v = (proj(x).view(n, heads, c) for proj in (conv.q_proj, conv.k_proj, conv.v_proj))
-    out, _, _ = dot_product_attention(q, k, v, graph, conv.aggr)
+    out, _, _ = dot_product_attention(q, k, v, graph, conv.attention)
     return conv.out_proj((out * keep.view(1, heads, 1)).reshape(n, heads * c))
 
 

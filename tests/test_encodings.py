@@ -103,5 +103,5 @@ def test_relative_bias_equals_edge_features_through_attention_conv(heads):
     key = conv.k_proj(x).view(n, heads, c)
     value = conv.v_proj(x).view(n, heads, c)
     bias = bias_module(edge_index, position)  # [E, H]
-    manual, _, _ = dot_product_attention(query, key, value, edge_index, conv.aggr, bias=bias)
+    manual, _, _ = dot_product_attention(query, key, value, edge_index, conv.attention, bias=bias)
     torch.testing.assert_close(out, conv.out_proj(manual.reshape(n, dim)))

@@ -1,11 +1,14 @@
 """Layer 3 of graphformer: message-passing layers.
 
 ``GraphConv`` (``h_i' = W1 h_i + W2 AGG_j h_j``), ``GATConv`` (additive attention) and ``AttentionConv``
-(scaled dot-product multi-head attention, the transformer's MHA as a GNN layer).
+(scaled dot-product multi-head attention, the transformer's MHA as a GNN layer) and PyG's ``TransformerConv``.
+All are PyG ``MessagePassing`` layers with PyG's arguments and a fast path (see :class:`MessagePassing`).
 """
 
 from graphformer.nn.attention_conv import AttentionConv
 from graphformer.nn.gat_conv import GATConv
 from graphformer.nn.graph_conv import GraphConv
+from graphformer.nn.message_passing import MessagePassing
+from graphformer.nn.transformer_conv import TransformerConv
 
-__all__ = ["AttentionConv", "GATConv", "GraphConv"]
+__all__ = ["AttentionConv", "GATConv", "GraphConv", "MessagePassing", "TransformerConv"]

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from graphformer.aggr import ScoreAggregator
+from graphformer.aggr import ScoreAggregator, resolve
 from graphformer.debug import check_finite
 from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
-from graphformer.nn.inputs import check_sizes, prepare, resolve_attention, unpack
-from graphformer.ops import dot_product_attention
+from graphformer.nn.inputs import (
+    check_pair_features,
+    check_sizes,
+    read_graph,
+    resolve_attention,
+    split_pair,
+    unpack,
+    weights_like,
+)
+from graphformer.nn.message_passing import MessagePassing
+from graphformer.ops.attention import attention_weights, dot_product_attention
 
 
-class AttentionConv(nn.Module):
+class AttentionConv(MessagePassing):
     r"""Multi-head dot-product attention over the edges of a graph.
 
     .. math::
@@ -54,7 +64,7 @@ class AttentionConv(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(aggr=None, node_dim=0)
         check_sizes(embed_dim=embed_dim, num_heads=num_heads, edge_dim=edge_dim)
         if embed_dim % num_heads != 0:
             raise ValueError(
@@ -63,7 +73,11 @@ class AttentionConv(nn.Module):
             )
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
         self.edge_dim = edge_dim
-        self.aggr = resolve_attention(aggr, dropout)
+        module = resolve_attention(aggr, dropout)
+        # attention: the score normalisation (softmax) and a sum; otherwise the plain aggregator of the values
+        self.attention = module if isinstance(module, ScoreAggregator) else None
+        self.aggr_module = resolve("sum") if self.attention is not None else module
+        self.aggr = "sum" if self.attention is not None else (aggr if isinstance(aggr, str) else str(module))
         factory = {"device": device, "dtype": dtype}
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
         self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
@@ -86,44 +100,82 @@ class AttentionConv(nn.Module):
                 self.out_proj.bias.zero_()
         if self.edge_proj is not None:
             self.edge_proj.reset_parameters()
-        if hasattr(self.aggr, "reset_parameters"):
-            self.aggr.reset_parameters()
+        for module in (self.attention, self.aggr_module):
+            if module is not None and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
 
     def forward(
         self,
-        x: Tensor | Any,
-        edge_index: Tensor | BlockStructure | None = None,
+        x: Tensor | tuple[Tensor, Tensor] | Any,
+        edge_index: Any = None,
         edge_attr: Tensor | None = None,
         return_attention: bool = False,
-    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Returns ``out``, or ``(out, (edge_index, weights [E, H]))`` with ``return_attention=True``."""
+        size: tuple[int, int] | None = None,
+        return_attention_weights: bool | None = None,
+    ) -> Tensor | tuple[Tensor, Any]:
+        """Returns ``out``, or ``(out, (edge_index, weights [E, H]))`` with ``return_attention=True`` (PyG's
+        ``return_attention_weights=True`` works too). ``x`` may be a pair ``(x_src, x_dst)``: queries come from
+        the targets, keys and values from the sources."""
         x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.edge_dim is not None)
-        x, graph = prepare(self, x, edge_index, self.embed_dim)
-        num_nodes, heads, channels = x.size(0), self.num_heads, self.head_dim
-        value = self.v_proj(x).view(num_nodes, heads, channels)  # [N, H, C]
-        if not isinstance(self.aggr, ScoreAggregator):
-            if return_attention:
-                raise ValueError(f"return_attention needs an attention aggregation; this layer uses {self.aggr!r}")
-            edges = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
-            messages = value.index_select(0, edges[0]).reshape(-1, heads * channels)  # [E, H*C]
-            out = self.aggr.reduce(messages, edges[1], num_nodes)  # [N, H*C]
-            return self.out_proj(out.reshape(num_nodes, self.embed_dim))
+        if edge_index is None:
+            raise ValueError("`edge_index` is required: an edge_index [2, E], a sparse adj_t, or a structure")
+        want_weights = return_attention or bool(return_attention_weights)
+        x_src, x_dst, bipartite = split_pair(x)
+        if x_dst is None:
+            raise ValueError("AttentionConv needs target features: `x` must be a tensor or a pair (x_src, x_dst)")
+        x_src, x_dst = check_pair_features(self, x_src, x_dst, (self.embed_dim, self.embed_dim))
+        graph = read_graph(edge_index, x_src, x_dst if bipartite else None, size, bipartite)
+        num_dst, heads, channels = graph.num_dst, self.num_heads, self.head_dim
+        edges = graph.edge_index
+        value = self.v_proj(x_src).view(-1, heads, channels)  # [N_src, H, C]
+        if self.attention is None:  # a plain aggregator: h_i' = W_O AGG_j v_j
+            if want_weights:
+                raise ValueError(
+                    f"return_attention needs an attention aggregation; this layer uses {self.aggr_module!r}"
+                )
+            edges = edges.to_edge_index() if isinstance(edges, BlockStructure) else edges
+            out = self.propagate(edges, value=value, alpha=None, size=(graph.num_src, num_dst))  # [N_dst, H*C]
+            return self.out_proj(out.reshape(num_dst, self.embed_dim))
         bias = None
         if edge_attr is not None:
-            if isinstance(graph, BlockStructure):
+            if isinstance(edges, BlockStructure):
                 raise ValueError(
                     "`edge_attr` needs an explicit edge_index; materialise the structure with .to_edge_index()"
                 )
-            edge_attr = check_edge_attr(edge_attr, graph.size(1), self.edge_dim)
+            edge_attr = check_edge_attr(edge_attr, edges.size(1), self.edge_dim)
             check_finite(edge_attr, "edge_attr")
             bias = self.edge_proj(edge_attr)  # [E, H]
-        query = self.q_proj(x).view(num_nodes, heads, channels)  # [N, H, C]
-        key = self.k_proj(x).view(num_nodes, heads, channels)  # [N, H, C]
-        out, edges, weights = dot_product_attention(
-            query, key, value, graph, self.aggr, bias=bias, return_attention=return_attention
-        )  # [N, H, C]
-        out = self.out_proj(out.reshape(num_nodes, self.embed_dim))
-        return (out, (edges, weights)) if return_attention else out
+        query = self.q_proj(x_dst).view(-1, heads, channels)  # [N_dst, H, C]
+        key = self.k_proj(x_src).view(-1, heads, channels)  # [N_src, H, C]
+        if self.needs_reference():
+            edges = edges.to_edge_index() if isinstance(edges, BlockStructure) else edges
+            weights = self.edge_updater(edges, query=query, key=key, bias=bias, size=(graph.num_src, num_dst))
+            out = self.propagate(edges, value=value, alpha=weights, size=(graph.num_src, num_dst))
+        else:
+            out, returned, weights = dot_product_attention(
+                query, key, value, edges, self.attention, bias=bias, return_attention=want_weights
+            )  # [N_dst, H, C]
+            edges = returned if returned is not None else edges
+        out = self.out_proj(out.reshape(num_dst, self.embed_dim))
+        return (out, weights_like(graph, edges, weights)) if want_weights else out
+
+    # -- the reference path ------------------------------------------------------------------------------------
+    def edge_update(self, query_i: Tensor, key_j: Tensor, bias: Tensor | None, index: Tensor,
+                    ptr: Tensor | None, dim_size: int | None) -> Tensor:
+        scores = (query_i * key_j).sum(dim=-1) / math.sqrt(self.head_dim)  # [E, H]
+        if bias is not None:
+            scores = scores + bias
+        p = self.attention.dropout if self.training else 0.0
+        return attention_weights(self.attention, scores, index, dim_size, p)
+
+    def message(self, value_j: Tensor, alpha: Tensor | None) -> Tensor:
+        if alpha is None:  # plain aggregation of the values, heads side by side
+            return value_j.reshape(value_j.size(0), -1)  # [E, H*C]
+        return value_j * alpha.unsqueeze(-1).to(value_j.dtype)  # [E, H, C]
+
+    def aggregate(self, inputs: Tensor, index: Tensor, ptr: Tensor | None = None,
+                  dim_size: int | None = None) -> Tensor:
+        return self.aggr_module(inputs, index, dim_size=dim_size, dim=0)
 
     def extra_repr(self) -> str:
         extra = f", edge_dim={self.edge_dim}" if self.edge_dim is not None else ""

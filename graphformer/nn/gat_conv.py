@@ -1,4 +1,4 @@
-"""GATConv: additive multi-head graph attention (Velickovic et al., 2018)."""
+"""GATConv: additive multi-head graph attention (Velickovic et al., 2018), PyG's layer with a fast path."""
 
 from __future__ import annotations
 
@@ -8,20 +8,33 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.inits import glorot, zeros
 
 from graphformer.aggr import ScoreAggregator
 from graphformer.debug import check_finite
 from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
-from graphformer.nn.inputs import check_sizes, prepare, resolve_attention, unpack
-from graphformer.ops.attention import lean_path_applies
+from graphformer.nn.inputs import (
+    check_in_channels,
+    check_pair_features,
+    check_sizes,
+    edge_features_of,
+    read_graph,
+    resolve_attention,
+    split_pair,
+    unpack,
+    weights_like,
+)
+from graphformer.nn.message_passing import MessagePassing
+from graphformer.ops.attention import attention_weights, lean_path_applies
 from graphformer.ops.sparse import cached_on, sparse_attention
 
 
 def _self_loops(
-    edge_index: Tensor, num_nodes: int, edge_attr: Tensor | None = None, fill_value: float | str = "mean"
+    edge_index: Tensor, num_nodes: int, edge_attr: Tensor | None = None, fill_value: Any = "mean"
 ) -> tuple[Tensor, Tensor | None]:
-    """Remove existing self-loops and add one per node (PyG's utilities)."""
+    """Remove existing self-loops and add one per node ``0 .. num_nodes - 1`` (PyG's utilities)."""
     from torch_geometric.utils import add_self_loops, remove_self_loops
 
     edge_index, edge_attr = remove_self_loops(edge_index, edge_attr)
@@ -34,39 +47,47 @@ def _sorted_self_loops(edge_index: Tensor, num_nodes: int) -> Tensor:
     return looped.index_select(1, torch.argsort(looped[1], stable=True))
 
 
-class GATConv(nn.Module):
-    r"""Graph attention layer with additive scores.
+class GATConv(MessagePassing):
+    r"""Graph attention layer with additive scores; PyG's ``GATConv`` (same arguments, parameters, outputs).
 
     .. math::
         s_{ij}^h = \mathrm{LeakyReLU}\left(a_{dst}^h \cdot W^h h_i + a_{src}^h \cdot W^h h_j
                    + a_{edge}^h \cdot W_e^h e_{ij}\right), \qquad
         h_i'^h = \sum_{j \to i} \mathrm{softmax}_j(s_{ij}^h) \, W^h h_j
 
-    and the heads are concatenated (``concat=True``) or averaged. Same parameterisation as PyG's
-    ``GATConv`` (``lin``, ``att_src``, ``att_dst``, ``lin_edge``, ``att_edge``, ``bias``).
+    and the heads are concatenated (``concat=True``) or averaged, plus ``res(h_i)`` with ``residual=True``
+    and a bias. A PyG ``GATConv``'s ``state_dict`` loads into this layer and back (strict). ``message`` /
+    ``edge_update`` are PyG's reference; ``forward`` runs graphformer's memory-lean fused softmax-and-sum
+    instead whenever nothing needs the per-edge path (see :meth:`MessagePassing.needs_reference`).
 
     Args:
-        in_channels: input features per node ``F``.
+        in_channels: input features per node ``F``, ``-1`` (lazy), or a pair ``(F_src, F_dst)`` for bipartite
+            graphs (separate source / target projections ``lin_src`` / ``lin_dst``).
         out_channels: features per head ``C``.
         heads: number of heads ``H``.
         concat: concatenate heads (output ``H * C``) or average them (output ``C``).
         negative_slope: LeakyReLU slope.
-        dropout: dropout on the attention weights during training.
+        dropout: dropout on the attention weights during training (returned weights are post-dropout, as PyG's).
         add_self_loops: remove existing self-loops and add one per node (a node attends to itself).
         edge_dim: size of edge features, if any.
         fill_value: edge feature of added self-loops (``"mean"`` of incoming edges, a number, ...), as PyG.
         bias: learn an additive bias.
-        aggr: the score aggregator; default softmax :class:`~graphformer.aggr.Attention`.
+        residual: add a learned projection of the target's input features (``res``).
+        aggr: the attention normalisation, a :class:`~graphformer.aggr.ScoreAggregator` (default softmax
+            :class:`~graphformer.aggr.Attention`).
         device, dtype: where and in which dtype to create the parameters.
+        **kwargs: PyG ``MessagePassing`` options (``flow``, ``decomposed_layers``).
 
     Shapes:
-        - x: ``[N, F]``; edge_index: ``[2, E]`` or a block structure; edge_attr: ``[E, edge_dim]``
-        - output: ``[N, H * C]`` or ``[N, C]``
+        - x: ``[N, F]`` or a pair ``([N_src, F_src], [N_dst, F_dst] or None)``; edge_index: ``[2, E]``, a sparse
+          ``adj_t`` ``[N_dst, N_src]`` or a block structure; edge_attr: ``[E, edge_dim]``
+        - output: ``[N_dst, H * C]`` or ``[N_dst, C]``; with ``return_attention_weights=True`` also
+          ``(edge_index, weights [E', H])`` (``E'`` includes added self-loops), or a sparse tensor for ``adj_t``
     """
 
     def __init__(
         self,
-        in_channels: int,
+        in_channels: int | tuple[int, int],
         out_channels: int,
         heads: int = 1,
         concat: bool = True,
@@ -74,88 +95,178 @@ class GATConv(nn.Module):
         dropout: float = 0.0,
         add_self_loops: bool = True,
         edge_dim: int | None = None,
-        fill_value: float | str = "mean",
+        fill_value: float | Tensor | str = "mean",
         bias: bool = True,
+        residual: bool = False,
         aggr: str | ScoreAggregator | Any = "attention",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        check_sizes(in_channels=in_channels, out_channels=out_channels, heads=heads, edge_dim=edge_dim)
+        channels = check_in_channels(in_channels)
+        check_sizes(out_channels=out_channels, heads=heads, edge_dim=edge_dim)
+        attention = resolve_attention(aggr, dropout)
+        if not isinstance(attention, ScoreAggregator):
+            raise ValueError(f"`aggr` of GATConv must be a score aggregator (e.g. Attention), got {attention!r}")
+        super().__init__(aggr="sum", node_dim=0, **kwargs)
         self.in_channels, self.out_channels, self.heads, self.concat = in_channels, out_channels, heads, concat
         self.negative_slope, self.add_self_loops, self.edge_dim = negative_slope, add_self_loops, edge_dim
-        self.fill_value = fill_value
-        aggregator = resolve_attention(aggr, dropout)
-        if not isinstance(aggregator, ScoreAggregator):
-            raise ValueError(f"GATConv needs a score aggregator (e.g. Attention), got {aggregator!r}")
-        self.aggr = aggregator
-        factory = {"device": device, "dtype": dtype}
-        self.lin = nn.Linear(in_channels, heads * out_channels, bias=False, **factory)
-        self.att_src = nn.Parameter(torch.empty(1, heads, out_channels, **factory))
-        self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels, **factory))
-        if edge_dim is not None:
-            self.lin_edge = nn.Linear(edge_dim, heads * out_channels, bias=False, **factory)
-            self.att_edge = nn.Parameter(torch.empty(1, heads, out_channels, **factory))
+        self.fill_value, self.residual = fill_value, residual
+        self.attention = attention
+        self._channels = channels
+        width = heads * out_channels
+        self.lin = self.lin_src = self.lin_dst = None
+        if isinstance(in_channels, int):
+            self.lin = Linear(in_channels, width, bias=False, weight_initializer="glorot")
         else:
-            self.register_module("lin_edge", None)
+            self.lin_src = Linear(channels[0], width, bias=False, weight_initializer="glorot")
+            self.lin_dst = Linear(channels[1], width, bias=False, weight_initializer="glorot")
+        self.att_src = nn.Parameter(torch.empty(1, heads, out_channels))
+        self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels))
+        if edge_dim is not None:
+            self.lin_edge = Linear(edge_dim, width, bias=False, weight_initializer="glorot")
+            self.att_edge = nn.Parameter(torch.empty(1, heads, out_channels))
+        else:
+            self.lin_edge = None
             self.register_parameter("att_edge", None)
-        out_size = heads * out_channels if concat else out_channels
-        self.bias = nn.Parameter(torch.empty(out_size, **factory)) if bias else None
+        out_size = width if concat else out_channels
+        if residual:
+            self.res = Linear(channels[1], out_size, bias=False, weight_initializer="glorot")
+        else:
+            self.register_parameter("res", None)
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_size))
+        else:
+            self.register_parameter("bias", None)
         self.reset_parameters()
+        if device is not None or dtype is not None:
+            self.to(device=device, dtype=dtype)
+
+    @property
+    def dropout(self) -> float:
+        """Attention dropout probability (held by the attention normalisation)."""
+        return float(getattr(self.attention, "dropout", 0.0))
+
+    @dropout.setter
+    def dropout(self, p: float) -> None:
+        self.attention.dropout = p
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.lin.weight)
-        for att in (self.att_src, self.att_dst, self.att_edge):
-            if att is not None:
-                nn.init.xavier_uniform_(att.view(self.heads, self.out_channels))
-        if self.lin_edge is not None:
-            nn.init.xavier_uniform_(self.lin_edge.weight)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        super().reset_parameters()
+        for lin in (self.lin, self.lin_src, self.lin_dst, self.lin_edge, self.res):
+            if lin is not None:
+                lin.reset_parameters()
+        glorot(self.att_src)
+        glorot(self.att_dst)
+        glorot(self.att_edge)
+        zeros(self.bias)
+        if hasattr(self.attention, "reset_parameters"):
+            self.attention.reset_parameters()
+
+    def _project(self, x_src: Tensor, x_dst: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        heads, channels = self.heads, self.out_channels
+        if self.lin is not None:
+            h_src = self.lin(x_src).view(-1, heads, channels)  # [N_src, H, C]
+            if x_dst is None:
+                return h_src, None
+            return h_src, h_src if x_dst is x_src else self.lin(x_dst).view(-1, heads, channels)
+        h_src = self.lin_src(x_src).view(-1, heads, channels)  # [N_src, H, C]
+        return h_src, None if x_dst is None else self.lin_dst(x_dst).view(-1, heads, channels)  # [N_dst, H, C]
 
     def forward(
         self,
-        x: Tensor | Any,
-        edge_index: Tensor | BlockStructure | None = None,
+        x: Tensor | tuple[Tensor, Tensor | None] | Any,
+        edge_index: Any = None,
         edge_attr: Tensor | None = None,
+        size: tuple[int, int] | None = None,
+        return_attention_weights: bool | None = None,
         return_attention: bool = False,
-    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Returns ``out``, or ``(out, (edge_index, weights [E, H]))`` with ``return_attention=True``."""
+    ) -> Tensor | tuple[Tensor, Any]:
+        """Returns ``out``, or ``(out, (edge_index, weights [E, H]))`` when attention weights are asked for
+        (``return_attention_weights=True`` as in PyG, or ``return_attention=True``)."""
         x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.edge_dim is not None)
-        x, graph = prepare(self, x, edge_index, self.in_channels)
-        num_nodes, heads, channels = x.size(0), self.heads, self.out_channels
-        edge_index = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
-        if edge_attr is not None:
+        if edge_index is None:
+            raise ValueError("`edge_index` is required: an edge_index [2, E], a sparse adj_t, or a structure")
+        want_weights = bool(return_attention_weights) or return_attention
+        x_src, x_dst, bipartite = split_pair(x)
+        x_src, x_dst = check_pair_features(self, x_src, x_dst, self._channels)
+        graph = read_graph(edge_index, x_src, x_dst if bipartite else None, size, bipartite)
+        num_src, num_dst = graph.num_src, graph.num_dst
+        edge_index = graph.edge_index
+        if isinstance(edge_index, BlockStructure):
+            edge_index = edge_index.to_edge_index()
+        edge_attr = edge_features_of(graph) if edge_attr is None else edge_attr
+        if edge_attr is not None and self.lin_edge is not None:
             edge_attr = check_edge_attr(edge_attr, edge_index.size(1), self.edge_dim)
             check_finite(edge_attr, "edge_attr")
-        if self.add_self_loops and edge_attr is None and not return_attention:  # reuse the looped graph per edges
-            looped = partial(_sorted_self_loops, edge_index, num_nodes)
-            edge_index = cached_on(edge_index, ("self_loops", num_nodes), looped)
-        elif self.add_self_loops:
-            edge_index, edge_attr = _self_loops(edge_index, num_nodes, edge_attr, self.fill_value)
-        h = self.lin(x).view(num_nodes, heads, channels)  # [N, H, C]
-        alpha_src = (h * self.att_src).sum(-1)  # [N, H]
-        alpha_dst = (h * self.att_dst).sum(-1)  # [N, H]
-        source, target = edge_index[0], edge_index[1]
-        scores = alpha_src.index_select(0, source) + alpha_dst.index_select(0, target)  # [E, H]
-        if self.lin_edge is not None and edge_attr is not None:
-            e = self.lin_edge(edge_attr).view(-1, heads, channels)  # [E, H, C]
-            scores = scores + (e * self.att_edge).sum(-1)
-        scores = F.leaky_relu(scores, self.negative_slope)
-        weights = None
-        # memory-lean fused softmax + weighted sum: keeps only [E, H] for backward
-        if lean_path_applies(self.aggr, h.dtype, return_attention):
-            out = sparse_attention(None, None, h, edge_index, bias=scores)
-        else:  # reference: gather values [E, H, C], the aggregator normalises and sums
-            values = h.index_select(0, source)  # [E, H, C]
-            out, weights = self.aggr(values, target, dim_size=num_nodes, scores=scores, return_weights=True)
-        out = out.reshape(num_nodes, heads * channels) if self.concat else out.mean(dim=1)
+        elif edge_attr is not None and self.edge_dim is None:
+            edge_attr = None  # as PyG: a layer without edge_dim ignores edge features
+
+        res = self.res(x_dst) if self.res is not None and x_dst is not None else None
+        h_src, h_dst = self._project(x_src, x_dst)
+        alpha_src = (h_src * self.att_src).sum(-1)  # [N_src, H]
+        alpha_dst = None if h_dst is None else (h_dst * self.att_dst).sum(-1)  # [N_dst, H]
+
+        if self.add_self_loops:
+            loops = min(num_src, num_dst)
+            if edge_attr is None and not want_weights and graph.layout is None:  # reuse the looped graph
+                looped = partial(_sorted_self_loops, edge_index, loops)
+                edge_index = cached_on(edge_index, ("self_loops", loops), looped)
+            else:
+                edge_index, edge_attr = _self_loops(edge_index, loops, edge_attr, self.fill_value)
+
+        if self.needs_reference():
+            weights = self.edge_updater(edge_index, alpha=(alpha_src, alpha_dst), edge_attr=edge_attr,
+                                        size=(num_src, num_dst))
+            out = self.propagate(edge_index, x=(h_src, h_dst), alpha=weights, size=(num_src, num_dst))
+        else:
+            scores = self._scores(alpha_src, alpha_dst, edge_attr, edge_index)  # [E, H]
+            p = self.dropout if self.training else 0.0
+            if lean_path_applies(self.attention, h_src.dtype, want_weights):
+                out, weights = sparse_attention(None, None, h_src, edge_index, bias=scores, dropout=p,
+                                                return_weights=True, num_targets=num_dst)
+            else:  # a user's normalisation: per-edge weights, then the weighted sum
+                weights = attention_weights(self.attention, scores, edge_index[1], num_dst, p)
+                out = h_src.new_zeros(num_dst, self.heads, self.out_channels).index_add_(
+                    0, edge_index[1], weights.unsqueeze(-1).to(h_src.dtype) * h_src.index_select(0, edge_index[0]))
+        out = out.reshape(num_dst, self.heads * self.out_channels) if self.concat else out.mean(dim=1)
+        if res is not None:
+            out = out + res
         if self.bias is not None:
             out = out + self.bias
-        return (out, (edge_index, weights)) if return_attention else out
+        if want_weights:
+            return out, weights_like(graph, edge_index, weights)
+        return out
 
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, heads={self.heads}, concat={self.concat}, "
-            f"edge_dim={self.edge_dim}"
-        )
+    def _scores(self, alpha_src: Tensor, alpha_dst: Tensor | None, edge_attr: Tensor | None,
+                edge_index: Tensor) -> Tensor:
+        """The additive scores ``LeakyReLU(a_src.Wh_j + a_dst.Wh_i + a_edge.W_e e_ij)`` ``[E, H]``."""
+        scores = alpha_src.index_select(0, edge_index[0])  # [E, H]
+        if alpha_dst is not None:
+            scores = scores + alpha_dst.index_select(0, edge_index[1])
+        if edge_attr is not None and self.lin_edge is not None:
+            scores = scores + self._edge_scores(edge_attr)
+        return F.leaky_relu(scores, self.negative_slope)
+
+    def _edge_scores(self, edge_attr: Tensor) -> Tensor:
+        if edge_attr.dim() == 1:
+            edge_attr = edge_attr.view(-1, 1)
+        e = self.lin_edge(edge_attr).view(-1, self.heads, self.out_channels)  # [E, H, C]
+        return (e * self.att_edge).sum(dim=-1)  # [E, H]
+
+    # -- the reference path, as PyG's GATConv ----------------------------------------------------------------
+    def edge_update(self, alpha_j: Tensor, alpha_i: Tensor | None, edge_attr: Tensor | None, index: Tensor,
+                    ptr: Tensor | None, dim_size: int | None) -> Tensor:
+        alpha = alpha_j if alpha_i is None else alpha_j + alpha_i  # [E, H]
+        if index.numel() == 0:
+            return alpha
+        if edge_attr is not None and self.lin_edge is not None:
+            alpha = alpha + self._edge_scores(edge_attr)
+        alpha = F.leaky_relu(alpha, self.negative_slope)
+        return attention_weights(self.attention, alpha, index, dim_size, self.dropout if self.training else 0.0)
+
+    def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
+        return alpha.unsqueeze(-1) * x_j  # [E, H, C]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.in_channels}, {self.out_channels}, heads={self.heads})"

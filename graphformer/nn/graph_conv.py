@@ -1,4 +1,4 @@
-"""GraphConv: the seed formula of message passing."""
+"""GraphConv: the seed formula of message passing, PyG's layer with graphformer's aggregators."""
 
 from __future__ import annotations
 
@@ -6,83 +6,121 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.nn.dense.linear import Linear
 
 from graphformer.aggr import Aggregator, ScoreAggregator, resolve
 from graphformer.graphs.structure import BlockStructure
-from graphformer.nn.inputs import check_sizes, prepare, unpack
+from graphformer.nn.inputs import check_in_channels, check_pair_features, check_sizes, read_graph, split_pair
+from graphformer.nn.message_passing import MessagePassing
 
 
-class GraphConv(nn.Module):
-    r"""Graph convolution with a pluggable aggregation (Morris et al., 2019).
+def aggregated_width(aggr: nn.Module, in_channels: int) -> int:
+    """Feature width an aggregation produces from ``in_channels`` (``3F`` for a concatenating multi-aggregation)."""
+    if in_channels < 0:
+        return in_channels
+    for name in ("out_channels", "get_out_channels"):
+        method = getattr(aggr, name, None)
+        if callable(method):
+            return int(method(in_channels))
+    return in_channels
+
+
+class GraphConv(MessagePassing):
+    r"""Graph convolution with a pluggable aggregation (Morris et al., 2019); PyG's ``GraphConv``.
 
     .. math::
         h_i' = W_1 h_i + W_2 \cdot \mathrm{AGG}_{j \to i} \left( w_{ji} \, h_j \right)
 
-    with edge weights :math:`w_{ji}` (1 when not given). Same parameterisation as PyG's ``GraphConv``
-    (``lin_root`` = :math:`W_1` without bias, ``lin_rel`` = :math:`W_2` with bias).
+    with edge weights :math:`w_{ji}` (1 when not given). Same arguments and parameters as PyG's layer
+    (``lin_root`` = :math:`W_1` without bias, ``lin_rel`` = :math:`W_2` with bias), so state_dicts load both ways.
 
     Args:
-        in_channels: input features per node ``F``.
+        in_channels: input features per node ``F``, ``-1`` (lazy), or a pair ``(F_src, F_dst)`` (bipartite).
         out_channels: output features per node ``F'``.
-        aggr: ``"sum"``, ``"mean"``, ``"max"``, ``"min"``, a registered name, an :class:`Aggregator`
-            instance or a PyG ``Aggregation`` instance.
+        aggr: ``"sum"`` / ``"add"``, ``"mean"``, ``"max"``, ``"min"``, any name of :func:`graphformer.aggr.available`,
+            a list of them (concatenated), an :class:`~graphformer.aggr.Aggregator` or a PyG ``Aggregation``.
         bias: learn an additive bias.
         device, dtype: where and in which dtype to create the parameters.
+        **kwargs: PyG ``MessagePassing`` options (``flow``, ``decomposed_layers``, ...).
 
     Shapes:
-        - x: ``[N, F]``; edge_index: ``[2, E]`` or a block structure; edge_weight: ``[E]``
-        - output: ``[N, F']``
+        - x: ``[N, F]`` or a pair ``([N_src, F_src], [N_dst, F_dst] or None)``; edge_index: ``[2, E]``, a sparse
+          ``adj_t`` (its values are edge weights) or a block structure; edge_weight: ``[E]``
+        - output: ``[N_dst, F']``
     """
 
     def __init__(
         self,
-        in_channels: int,
+        in_channels: int | tuple[int, int],
         out_channels: int,
-        aggr: str | Aggregator | Any = "sum",
+        aggr: str | list[str] | Aggregator | Any = "add",
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        check_sizes(in_channels=in_channels, out_channels=out_channels)
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.aggr = resolve(aggr)
-        if isinstance(self.aggr, ScoreAggregator):
+        channels = check_in_channels(in_channels)
+        check_sizes(out_channels=out_channels)
+        module = resolve(aggr)
+        if isinstance(module, ScoreAggregator):
             raise ValueError(
-                f"GraphConv computes no attention scores, so it cannot use {self.aggr!r}; "
-                "use GATConv or AttentionConv for attention aggregation"
+                f"GraphConv computes no attention scores, so `aggr` cannot be {module!r}; "
+                "use GATConv, TransformerConv or AttentionConv for attention aggregation"
             )
-        self.aggr_channels = self.aggr.out_channels(in_channels)  # e.g. 3F for a concatenating MultiAggregation
-        factory = {"device": device, "dtype": dtype}
-        self.lin_rel = nn.Linear(self.aggr_channels, out_channels, bias=bias, **factory)  # W2, on the aggregate
-        self.lin_root = nn.Linear(in_channels, out_channels, bias=False, **factory)  # W1, on the node itself
+        super().__init__(aggr=None, **kwargs)
+        self.aggr = aggr if isinstance(aggr, str) else (list(aggr) if isinstance(aggr, (list, tuple)) else str(module))
+        self.aggr_module = module
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self._channels = channels
+        self.aggr_channels = aggregated_width(module, channels[0])
+        self.lin_rel = Linear(self.aggr_channels, out_channels, bias=bias)  # W2, on the aggregate
+        self.lin_root = Linear(channels[1], out_channels, bias=False)  # W1, on the node itself
         self.reset_parameters()
+        if device is not None or dtype is not None:
+            self.to(device=device, dtype=dtype)
 
     def reset_parameters(self) -> None:
         self.lin_rel.reset_parameters()
         self.lin_root.reset_parameters()
-        if hasattr(self.aggr, "reset_parameters"):
-            self.aggr.reset_parameters()
+        if hasattr(self.aggr_module, "reset_parameters"):
+            self.aggr_module.reset_parameters()
 
-    def forward(self, x: Tensor | Any, edge_index: Tensor | BlockStructure | None = None,
-                edge_weight: Tensor | None = None) -> Tensor:
-        x, edge_index, _ = unpack(x, edge_index)
-        x, graph = prepare(self, x, edge_index, self.in_channels)
-        edge_index = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
-        messages = x.index_select(0, edge_index[0])  # [E, F]
+    def forward(self, x: Tensor | tuple[Tensor, Tensor | None] | Any, edge_index: Any = None,
+                edge_weight: Tensor | None = None, size: tuple[int, int] | None = None) -> Tensor:
+        if not isinstance(x, (Tensor, tuple, list)) and hasattr(x, "x"):  # a PyG Data / Batch
+            data = x
+            x = data.x
+            if edge_index is None:
+                edge_index = getattr(data, "edge_index", None)
+                edge_weight = getattr(data, "edge_weight", None) if edge_weight is None else edge_weight
+        if edge_index is None:
+            raise ValueError("`edge_index` is required: an edge_index [2, E], a sparse adj_t, or a structure")
+        x_src, x_dst, bipartite = split_pair(x)
+        x_src, x_dst = check_pair_features(self, x_src, x_dst, self._channels)
+        graph = read_graph(edge_index, x_src, x_dst if bipartite else None, size, bipartite)
+        edges = graph.edge_index.to_edge_index() if isinstance(graph.edge_index, BlockStructure) else graph.edge_index
+        if edge_weight is None and graph.values is not None and graph.values.dim() == 1:
+            edge_weight = graph.values
         if edge_weight is not None:
-            if not isinstance(edge_weight, Tensor) or edge_weight.shape != (edge_index.size(1),):
+            if not isinstance(edge_weight, Tensor) or edge_weight.shape != (edges.size(1),):
                 shape = tuple(edge_weight.shape) if isinstance(edge_weight, Tensor) else type(edge_weight).__name__
-                raise ValueError(f"`edge_weight` must have shape [num_edges={edge_index.size(1)}], got {shape}")
-            messages = messages * edge_weight.to(messages.dtype).unsqueeze(-1)
-        aggregated = self.aggr.reduce(messages, edge_index[1], x.size(0))  # [N, F] (or [N, aggr_channels])
-        if aggregated.shape != (x.size(0), self.aggr_channels):
+                raise ValueError(f"`edge_weight` must have shape [num_edges={edges.size(1)}], got {shape}")
+            edge_weight = edge_weight.to(x_src.dtype)
+        # sum / mean / max ... of gathered messages is already what PyG's propagate does: no separate fast path
+        out = self.propagate(edges, x=(x_src, x_dst), edge_weight=edge_weight, size=(graph.num_src, graph.num_dst))
+        if out.size(-1) != self.lin_rel.in_channels and self.lin_rel.in_channels > 0:
             raise ValueError(
-                f"aggregator {self.aggr!r} returned shape {tuple(aggregated.shape)}, expected "
-                f"[{x.size(0)}, {self.aggr_channels}]; an aggregator that changes the feature width must say so in "
-                "its out_channels(in_channels)"
+                f"aggregation {self.aggr_module!r} returned width {out.size(-1)}, expected {self.lin_rel.in_channels}; "
+                "an aggregator that changes the feature width must say so in its out_channels(in_channels)"
             )
-        return self.lin_rel(aggregated) + self.lin_root(x)
+        out = self.lin_rel(out)
+        if x_dst is not None:
+            out = out + self.lin_root(x_dst)
+        return out
 
-    def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}"
+    def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
+        return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
+
+    def aggregate(self, inputs: Tensor, index: Tensor, ptr: Tensor | None = None,
+                  dim_size: int | None = None) -> Tensor:
+        return self.aggr_module(inputs, index, dim_size=dim_size, dim=self.node_dim)

@@ -136,3 +136,15 @@ def dot_product_attention(
         out, weights = aggr(values, edge_index[1], dim_size=num_nodes, scores=scores, return_weights=True)
         return out, edge_index, weights
     return aggr.reduce(values, edge_index[1], num_nodes, scores=scores), None, None
+
+
+def attention_weights(aggr: ScoreAggregator, scores: Tensor, index: Tensor, dim_size: int | None,
+                      dropout: float = 0.0) -> Tensor:
+    r"""Per-edge attention weights ``[E, H]``: ``aggr``'s normalisation of ``scores`` over each target's edges,
+    then attention dropout with probability ``dropout`` (``\alpha \cdot m / (1 - p)``) — the reference path's
+    weights, post-dropout as PyG returns them."""
+    dim_size = int(index.max()) + 1 if dim_size is None and index.numel() > 0 else (dim_size or 0)
+    weights = aggr.normalize(scores, index, dim_size)  # [E, H]
+    if dropout > 0:
+        weights = torch.nn.functional.dropout(weights, dropout, True)
+    return weights

@@ -41,8 +41,8 @@ def test_gat_conv_device_and_dtype():
 
 def test_to_torch_keeps_a_different_attention_dropout():
     layer = gf.GraphTransformerLayer(16, 2, dim_feedforward=32, dropout=0.1)
-    layer.self_attn.aggr.dropout = 0.3
+    layer.self_attn.attention.dropout = 0.3
     torch_layer = layer.to_torch()
     assert isinstance(torch_layer, nn.TransformerEncoderLayer)
     assert torch_layer.self_attn.dropout == 0.3 and torch_layer.dropout.p == 0.1
-    assert gf.GraphTransformerLayer.from_torch(torch_layer).self_attn.aggr.dropout == 0.3
+    assert gf.GraphTransformerLayer.from_torch(torch_layer).self_attn.attention.dropout == 0.3
