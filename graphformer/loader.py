@@ -104,7 +104,7 @@ class TorchNeighborSampler(NeighborSampler):
     """
 
     def __init__(self, data: Data, num_neighbors: list[int] | NumNeighbors, subgraph_type: str = "directional",
-                 replace: bool = False, generator: torch.Generator | None = None, **kwargs: Any) -> None:
+                 replace: bool = False, *, generator: torch.Generator | None = None, **kwargs: Any) -> None:
         _check_plain_sampler_arguments(data, subgraph_type=subgraph_type, **kwargs)
         with warnings.catch_warnings():  # PyG warns that sampling without pyg-lib is deprecated: not here
             warnings.filterwarnings("ignore", message=".*without a 'pyg-lib' installation")
