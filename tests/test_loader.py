@@ -274,3 +274,30 @@ def test_heterogeneous_data_is_refused():
     data["paper", "cites", "paper"].edge_index = torch.tensor([[0, 1], [1, 2]])
     with pytest.raises(NotImplementedError, match="`data`"):
         NeighborLoader(data, {("paper", "cites", "paper"): [2]}, input_nodes=("paper", None), batch_size=2)
+
+
+def test_repeated_seeds_each_get_their_own_neighbourhood():
+    data = small_graph(4)
+    layers = mean_graph_conv_stack(data.num_features, 2)
+    input_nodes = torch.tensor([3, 7, 3, 3, 10])
+    batch = next(iter(NeighborLoader(data, [-1, -1], input_nodes=input_nodes, batch_size=5)))
+    assert torch.equal(batch.n_id[:5], input_nodes)
+    with torch.no_grad():
+        full = forward(layers, data.x, data.edge_index)
+        out = forward(layers, batch.x, batch.edge_index)[: batch.batch_size]
+    torch.testing.assert_close(out, full[input_nodes], atol=1e-5, rtol=1e-5)
+
+
+def test_workers_draw_reproducibly_and_apart():
+    """In worker processes the sampler uses the worker's seeded global generator (not copies of one generator)."""
+    data = small_graph(5)
+    input_nodes = torch.zeros(40, dtype=torch.long)  # one hub copied: every batch has the same seeds
+
+    def run():
+        loader = NeighborLoader(data, [2], input_nodes=input_nodes, batch_size=10, num_workers=2,
+                                generator=torch.Generator().manual_seed(0))
+        return batches(loader)
+
+    first = run()
+    assert same(first, run())
+    assert not torch.equal(first[0][2], first[1][2])  # batch 0 from worker 0, batch 1 from worker 1
