@@ -13,7 +13,7 @@ Models (``--model``, or ``all``):
 - ``transformer-complete``: the same transformer on :func:`graphformer.fully_connected` (every paper attends
   to every paper; the citation edges are dropped), also with and without positional encodings.
 
-Scale: ``--neighbor-sampling`` trains on PyG ``NeighborLoader`` mini-batches; under
+Scale: ``--neighbor-sampling`` trains on :class:`graphformer.loader.NeighborLoader` mini-batches; under
 ``torchrun --nproc_per_node 2 examples/sparse_graph.py ...`` each process trains on its shard of the training
 nodes with ``DistributedDataParallel`` (gloo on CPU, nccl on GPU).
 
@@ -36,7 +36,6 @@ import stat
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from urllib.error import URLError
 
@@ -270,59 +269,14 @@ def make_graph(edge_index: Tensor, num_nodes: int, kind: str):
 
 
 def make_neighbor_loader(data, input_nodes: Tensor, num_neighbors: list[int], batch_size: int, seed: int):
-    """PyG's ``NeighborLoader``; without pyg-lib / torch-sparse it gets a plain-torch sampler (below)."""
-    import torch_geometric.typing
-    from torch_geometric.loader import NeighborLoader
-    from torch_geometric.sampler import NeighborSampler
+    """Shuffled mini-batches of sampled neighbourhoods around ``input_nodes`` (seeds first in each batch).
 
-    generator = torch.Generator().manual_seed(seed)
-    sampler = None
-    if not (torch_geometric.typing.WITH_PYG_LIB or torch_geometric.typing.WITH_TORCH_SPARSE):
-
-        class TorchNeighborSampler(NeighborSampler):
-            """Uniform sampling without replacement of up to ``k`` incoming edges per node and hop, in torch."""
-
-            def _sample(self, seed, seed_time=None, **kwargs):
-                from torch_geometric.sampler import SamplerOutput
-
-                if isinstance(seed, dict) or seed_time is not None or self.disjoint or self.replace:
-                    return super()._sample(seed, seed_time, **kwargs)
-                colptr, row = self.colptr, self.row  # CSC: incoming edges of v are row[colptr[v]:colptr[v+1]]
-                local = torch.full((colptr.numel() - 1,), -1, dtype=torch.long)
-                local[seed] = torch.arange(seed.numel())
-                nodes, rows, cols, edges = [seed], [], [], []
-                sampled_nodes, sampled_edges, frontier, count = [seed.numel()], [], seed, seed.numel()
-                for k in self.num_neighbors.get_mapped_values():
-                    start, degree = colptr[frontier], colptr[frontier + 1] - colptr[frontier]
-                    owner = torch.repeat_interleave(torch.arange(frontier.numel()), degree)  # [E_cand]
-                    offset = torch.arange(owner.numel()) - torch.repeat_interleave(degree.cumsum(0) - degree, degree)
-                    edge = start[owner] + offset  # [E_cand] CSC positions
-                    if k >= 0:  # keep a random k of each node's candidates
-                        order = torch.argsort(owner.double() + torch.rand(owner.numel(), generator=generator))
-                        owner, edge = owner[order], edge[order]
-                        rank = torch.arange(owner.numel()) - torch.repeat_interleave(
-                            degree.cumsum(0) - degree, degree)
-                        owner, edge = owner[rank < k], edge[rank < k]
-                    source = row[edge]
-                    new = source[local[source] < 0].unique()
-                    local[new] = torch.arange(count, count + new.numel())
-                    count += new.numel()
-                    nodes.append(new)
-                    rows.append(local[source])
-                    cols.append(local[frontier[owner]])
-                    edges.append(edge)
-                    sampled_nodes.append(new.numel())
-                    sampled_edges.append(edge.numel())
-                    frontier = new
-                return SamplerOutput(node=torch.cat(nodes), row=torch.cat(rows), col=torch.cat(cols),
-                                     edge=torch.cat(edges), batch=None, num_sampled_nodes=sampled_nodes,
-                                     num_sampled_edges=sampled_edges)
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "NeighborSampler without pyg-lib is deprecated"
-            sampler = TorchNeighborSampler(data, num_neighbors)
-    return NeighborLoader(data, num_neighbors=num_neighbors, input_nodes=input_nodes, batch_size=batch_size,
-                          shuffle=True, generator=generator, neighbor_sampler=sampler)
+    :class:`graphformer.loader.NeighborLoader` is PyG's ``NeighborLoader``; without pyg-lib / torch-sparse it
+    samples in plain torch.
+    """
+    generator = torch.Generator().manual_seed(seed)  # shuffling and sampling
+    return graphformer.loader.NeighborLoader(data, num_neighbors=num_neighbors, input_nodes=input_nodes,
+                                             batch_size=batch_size, shuffle=True, generator=generator)
 
 
 # ------------------------------------------------------------------------------------------- training

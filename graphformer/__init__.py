@@ -7,10 +7,11 @@ fully-connected graph plus residual, LayerNorm and a feed-forward network *is*
 Layers of the package (each uses only the ones before it): :mod:`graphformer.graphs` (who talks to whom),
 :mod:`graphformer.aggr` (aggregation), :mod:`graphformer.nn` (message-passing layers),
 :mod:`graphformer.transformer`, :mod:`graphformer.ops` (how attention runs), and
-:mod:`graphformer.encodings` / :mod:`graphformer.analysis` (positions; what attention learned).
+:mod:`graphformer.encodings` / :mod:`graphformer.analysis` (positions; what attention learned). Beside them,
+:mod:`graphformer.loader` samples mini-batches of neighbourhoods (PyG's ``NeighborLoader`` without pyg-lib).
 """
 
-from graphformer import aggr, analysis, datasets, debug, encodings, graphs, ops
+from graphformer import aggr, analysis, datasets, debug, encodings, graphs, loader, ops
 from graphformer.graphs import causal, fully_connected
 from graphformer.nn import AttentionConv, GATConv, GraphConv, TransformerConv
 from graphformer.transformer import GraphTransformer, GraphTransformerLayer
@@ -33,5 +34,6 @@ __all__ = [
     "encodings",
     "fully_connected",
     "graphs",
+    "loader",
     "ops",
 ]
