@@ -227,17 +227,24 @@ def test_inference_mode_works_for_layers_and_inference_tensors():
         assert attention(x, edge_index).shape == (5, 6)
 
 
-def test_double_backward_raises_instead_of_being_silently_wrong():
+@pytest.mark.parametrize("return_weights", [False, True])
+def test_double_backward_raises_instead_of_being_silently_wrong(return_weights):
     edge_index = torch.tensor([[0, 1, 2, 0], [1, 1, 1, 2]])
     q, k, v = (torch.randn(3, 1, 2, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    with pytest.raises(RuntimeError, match="first-order gradients only.*return_attention=True"):
-        torch.autograd.grad(sparse_attention(q, k, v, edge_index).pow(2).sum(), q, create_graph=True)
+    result = sparse_attention(q, k, v, edge_index, return_weights=return_weights, dropout=0.2 * return_weights)
+    out = result[0] if return_weights else result
+    with pytest.raises(RuntimeError, match="first-order gradients only.*aggregator other than the plain"):
+        torch.autograd.grad(out.pow(2).sum(), q, create_graph=True)
 
 
-def test_double_backward_through_the_reference_path_with_return_attention():
+def test_double_backward_through_the_reference_path_with_an_attention_subclass():
+    """The escape route the error names: any aggregator but the plain Attention runs the reference."""
     import graphformer as gf
 
-    conv = gf.AttentionConv(4, 2).double()
+    class MyAttention(Attention):
+        pass
+
+    conv = gf.AttentionConv(4, 2, aggr=MyAttention()).double()
     x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     edge_index = torch.tensor([[0, 1, 2, 3, 4, 0], [1, 2, 3, 4, 0, 3]])
     assert torch.autograd.gradgradcheck(lambda t: conv(t, edge_index, return_attention=True)[0], (x,))
