@@ -46,6 +46,8 @@ def dropout_mask(
     """
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability `p` must be in [0, 1), got {p}")
+    if generator is None:  # torch.rand(..., generator=None) takes an overload that rejects symbolic (compiled) sizes
+        return torch.rand(shape, device=device) >= p
     return torch.rand(shape, device=device, generator=generator) >= p
 
 
