@@ -275,8 +275,13 @@ class SparseAttention(torch.autograd.Function):
                 "the plain graphformer.aggr.Attention (a subclass, `class MyAttention(Attention): pass`, will do), "
                 "which runs the differentiable gather/softmax/scatter reference"
             )
-        if not ctx.csr:
-            return SparseAttention._gather_backward(ctx, grad_out, grad_returned)
+        with torch.autocast(grad_out.device.type, enabled=False):  # computed in the saved dtype (float32/64)
+            if not ctx.csr:
+                return SparseAttention._gather_backward(ctx, grad_out, grad_returned)
+            return SparseAttention._csr_backward(ctx, grad_out, grad_returned)
+
+    @staticmethod
+    def _csr_backward(ctx, grad_out, grad_returned):
         query_t, key_t, value_t, weights, mask_t, out = ctx.saved_tensors
         graph: CSRGraph = ctx.graph
         grad_t = _heads_first(grad_out)  # [H, N_dst, C]
@@ -428,9 +433,8 @@ def sparse_attention(
         if perm is not None:
             mask = mask.index_select(0, perm)  # CSR order
     dtype = value.dtype
-    if dtype in (torch.float16, torch.bfloat16):  # softmax and sums in float32, as the reference does
-        query, key, value = (None if t is None else t.float() for t in (query, key, value))
-        bias = None if bias is None else bias.float()
+    half = (torch.float16, torch.bfloat16)  # softmax and sums in float32, as the reference does
+    query, key, value, bias = (t.float() if t is not None and t.dtype in half else t for t in (query, key, value, bias))
     graph = None
     if _use_csr(value, source):
         num_sources = value.size(0)
@@ -438,9 +442,10 @@ def sparse_attention(
             edge_index, ("csr_graph", num_targets, num_sources),
             lambda: csr_graph(source, target, num_targets, num_sources),
         )
-    result = SparseAttention.apply(
-        query, key, value, bias, source, target, scale, graph, mask, float(dropout), return_weights, num_targets
-    )
+    with torch.autocast(value.device.type, enabled=False):  # under autocast: still float32 (sparse products need it)
+        result = SparseAttention.apply(
+            query, key, value, bias, source, target, scale, graph, mask, float(dropout), return_weights, num_targets
+        )
     if not return_weights:
         return result.to(dtype)
     out, weights = result  # weights [E, H] in CSR order
