@@ -2,13 +2,18 @@
 
 Suites: ``dense`` (complete graphs over L), ``sparse`` (explicit random / power-law graphs over E),
 ``aggr`` (sum / mean / max / attention aggregation over E messages), ``long`` (one long sequence of length L
-under a complete graph vs a sliding window, implicit or materialised). Every case names its ``peer``, the
-implementation it is compared against in the same run.
+under a complete graph vs a sliding window, implicit or materialised), ``train`` (layers in training mode with
+attention dropout on a random graph, and one training step of a 2-layer GAT on Cora). Every case names its
+``peer``, the implementation it is compared against in the same run.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +30,12 @@ LONG_IMPLS = ["fully_connected", "window_masked", "window_implicit", "window_edg
 LONG_PEERS = {impl: "fully_connected" for impl in LONG_IMPLS[1:]}
 LONG_RADIUS = 8
 LONG_D_MODEL, LONG_HEADS = 64, 4
+# training mode, attention dropout 0.5: 8 heads x 8 channels on 64 features, over a random graph of the size of
+# tolokers (11,758 nodes) with 1,040,000 edges; and one training step of a 2-layer GAT on Cora (10,556 edges)
+TRAIN_PEERS = {"gat": "pyg_gat", "transformer": "pyg_transformer", "cora_gat_epoch": "pyg_cora_gat_epoch"}
+TRAIN_LAYER_IMPLS = ["pyg_gat", "gat", "pyg_transformer", "transformer"]
+TRAIN_CORA_IMPLS = ["pyg_cora_gat_epoch", "cora_gat_epoch"]
+CORA_EDGES = 10_556
 
 
 def _dense_sizes(quick: bool) -> dict[str, int]:
@@ -78,8 +89,16 @@ def list_cases(suite: str, quick: bool) -> list[dict[str, Any]]:
             for impl in LONG_IMPLS:
                 cases.append({"suite": suite, "impl": impl, "size": length, "graph": f"window{LONG_RADIUS}",
                               "peer": LONG_PEERS.get(impl), "quick": quick})
+    elif suite == "train":
+        for edges in [5000] if quick else [1_040_000]:
+            for impl in TRAIN_LAYER_IMPLS:
+                cases.append({"suite": suite, "impl": impl, "size": edges, "graph": "random",
+                              "peer": TRAIN_PEERS.get(impl), "quick": quick})
+        for impl in TRAIN_CORA_IMPLS:
+            cases.append({"suite": suite, "impl": impl, "size": CORA_EDGES, "graph": "cora",
+                          "peer": TRAIN_PEERS.get(impl), "quick": quick})
     else:
-        raise ValueError(f"`suite` must be one of dense, sparse, aggr, long; got {suite!r}")
+        raise ValueError(f"`suite` must be one of dense, sparse, aggr, long, train; got {suite!r}")
     return cases
 
 
@@ -228,8 +247,85 @@ def _long_case(impl: str, length: int, device: torch.device) -> Callable[[], Ten
     return lambda: layer(x, graph)
 
 
+def _train_layer_case(impl: str, edges: int, quick: bool, device: torch.device) -> Callable[[], Tensor]:
+    """One layer in training mode with attention dropout 0.5 (8 heads x 8 channels, 64 input features)."""
+    gen = torch.Generator().manual_seed(0)
+    num_nodes = 500 if quick else 11_758
+    edge_index = random_graph(num_nodes, edges, "random", gen).to(device)
+    x = torch.randn(num_nodes, 64, generator=gen).to(device)
+    torch.manual_seed(0)
+    if impl == "gat":
+        from graphformer.nn import GATConv as Layer
+    elif impl == "pyg_gat":
+        from torch_geometric.nn import GATConv as Layer
+    elif impl == "transformer":
+        from graphformer.nn import TransformerConv as Layer  # graphformer's PyG-compatible TransformerConv
+    elif impl == "pyg_transformer":
+        from torch_geometric.nn import TransformerConv as Layer
+    else:
+        raise ValueError(f"unknown train impl {impl!r}")
+    conv = Layer(64, 8, heads=8, dropout=0.5).to(device).train()
+    return lambda: conv(x, edge_index)
+
+
+def planetoid_root(dataset: str = "Cora") -> Path:
+    """The shared Planetoid folder (``../shared/data/planetoid`` from the repository), or, when it is read-only
+    (PyG writes ``processed/`` beside ``raw/``), a copy of its raw files in the temporary directory."""
+    shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "planetoid"
+    raw = shared / dataset / "raw"
+    if not raw.is_dir():
+        raise FileNotFoundError(f"no Planetoid {dataset} raw files in {raw} (see ../shared/data/README.md)")
+    if os.access(shared / dataset, os.W_OK):
+        return shared
+    copy = Path(tempfile.gettempdir()) / "graphformer-benchmarks-planetoid"
+    target = copy / dataset / "raw"
+    if not target.is_dir() or {p.name for p in raw.iterdir()} - {p.name for p in target.iterdir()}:
+        target.mkdir(parents=True, exist_ok=True)
+        for file in raw.iterdir():
+            shutil.copy2(file, target / file.name)
+    return copy
+
+
+def _cora_gat_case(impl: str, device: torch.device) -> Callable[[], Tensor]:
+    """One training step of the GAT of Velickovic et al. on Cora: dropout 0.6 on features and attention, 8 heads
+    x 8 hidden, ELU, a 1-head output layer; Adam. The closure applies the previous step's gradients, then returns
+    the loss of a new forward (the runner's backward completes the step)."""
+    from torch import nn
+    from torch_geometric.datasets import Planetoid
+    from torch_geometric.transforms import NormalizeFeatures
+
+    if impl == "cora_gat_epoch":
+        from graphformer.nn import GATConv
+    elif impl == "pyg_cora_gat_epoch":
+        from torch_geometric.nn import GATConv
+    else:
+        raise ValueError(f"unknown train impl {impl!r}")
+    data = Planetoid(str(planetoid_root("Cora")), "Cora", transform=NormalizeFeatures())[0].to(device)
+    torch.manual_seed(0)
+    model = nn.ModuleDict({
+        "conv1": GATConv(data.num_features, 8, heads=8, dropout=0.6),
+        "conv2": GATConv(8 * 8, 7, heads=1, concat=False, dropout=0.6),
+    }).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.005, weight_decay=5e-4)
+
+    def step() -> Tensor:
+        optimizer.step()  # gradients of the previous call (none on the first: Adam skips those parameters)
+        optimizer.zero_grad()
+        h = nn.functional.dropout(data.x, 0.6, training=True)
+        h = nn.functional.elu(model["conv1"](h, data.edge_index))
+        h = nn.functional.dropout(h, 0.6, training=True)
+        out = model["conv2"](h, data.edge_index)
+        return nn.functional.cross_entropy(out[data.train_mask], data.y[data.train_mask])
+
+    return step
+
+
 def build(case: dict[str, Any], device: torch.device) -> Callable[[], Tensor]:
     """The forward closure of ``case`` on ``device``."""
+    if case["suite"] == "train":
+        if case["graph"] == "cora":
+            return _cora_gat_case(case["impl"], device)
+        return _train_layer_case(case["impl"], case["size"], case["quick"], device)
     if case["suite"] == "long":
         return _long_case(case["impl"], case["size"], device)
     if case["suite"] == "dense":

@@ -6,6 +6,7 @@ hold memory for the next). Time is forward + backward, the median of repeated ru
     python -m benchmarks.run --suite all --device cpu --out benchmarks/results
     python -m benchmarks.run --suite sparse --device cuda --quick
     python -m benchmarks.run --suite long --device cpu --threads 1 --out /tmp/long
+    python -m benchmarks.run --suite train --device cpu --threads 1 --out /tmp/train
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SUITES = ("dense", "sparse", "aggr", "long")
+SUITES = ("dense", "sparse", "aggr", "long", "train")
 # nominal peak memory bandwidth (bytes/s) by device name, for the achieved-bandwidth fraction on CUDA
 PEAK_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12, "L4": 0.3e12, "A10": 0.6e12, "T4": 0.32e12}
 MEMORY_CAP_BYTES = 4 * 1024**3
@@ -119,7 +120,7 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """One table per suite."""
     lines = [f"Device: {meta['device_desc']}; date {meta['date']}; command `{meta['command']}`", ""]
-    size_name = {"dense": "L", "sparse": "E", "aggr": "E", "long": "L"}
+    size_name = {"dense": "L", "sparse": "E", "aggr": "E", "long": "L", "train": "E"}
     for suite in SUITES:
         rows = [r for r in results if r["suite"] == suite]
         if not rows:
@@ -128,7 +129,8 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                   "time / peer | mem / peer | peer |", "|---|---|---|---|---|---|---|---|"]
         for r in rows:
             if "time_s" not in r:
-                lines.append(f"| {r['graph']} | {r['size']} | {r['impl']} | skipped: {r['skipped']} | | | | |")
+                reason = " ".join(str(r["skipped"]).split()).replace("|", "/")  # one table row: no newlines or pipes
+                lines.append(f"| {r['graph']} | {r['size']} | {r['impl']} | skipped: {reason} | | | | |")
                 continue
             tr = f"{r['time_ratio_to_peer']:.2f}" if "time_ratio_to_peer" in r else ""
             mr = f"{r['memory_ratio_to_peer']:.2f}" if "memory_ratio_to_peer" in r else ""

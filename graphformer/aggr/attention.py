@@ -31,6 +31,26 @@ def segment_softmax(scores: Tensor, index: Tensor, dim_size: int) -> Tensor:
     return weights.to(scores.dtype)
 
 
+def dropout_mask(
+    shape: tuple[int, ...] | torch.Size,
+    p: float,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Keep-mask of attention dropout: bool ``shape`` (``[E, H]``, edges in ``edge_index`` order) with
+    :math:`m \sim \mathrm{Bernoulli}(1 - p)`; the dropped weights are :math:`\alpha \cdot m / (1 - p)`.
+
+    The one place the mask is drawn: the reference (:meth:`ScoreAggregator.reduce`) and the memory-lean path
+    (:func:`graphformer.ops.sparse.sparse_attention`) both call it in ``edge_index`` order, so the same seed
+    gives both the same mask.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability `p` must be in [0, 1), got {p}")
+    if generator is None:  # torch.rand(..., generator=None) takes an overload that rejects symbolic (compiled) sizes
+        return torch.rand(shape, device=device) >= p
+    return torch.rand(shape, device=device, generator=generator) >= p
+
+
 class Attention(ScoreAggregator):
     r"""Attention aggregation, the transformer's and GAT's normalisation.
 

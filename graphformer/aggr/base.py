@@ -142,10 +142,14 @@ class ScoreAggregator(Aggregator):
                 f"got {tuple(scores.shape)}"
             )
         weights = self.normalize(scores, index, dim_size)  # [E, H]
-        dropped = nn.functional.dropout(weights, self.dropout, self.training)
+        if self.training and self.dropout > 0:  # the mask helper shared with the lean path (same seed, same mask)
+            from graphformer.aggr.attention import dropout_mask
+
+            mask = dropout_mask(weights.shape, self.dropout, weights.device)  # [E, H], edge order
+            weights = weights * mask * (1.0 / (1.0 - self.dropout))
         out = x.new_zeros(dim_size, *x.shape[1:])  # [N, H, C]
-        out.index_add_(0, index, (dropped.to(x.dtype).unsqueeze(-1) * x))
-        return (out, weights) if return_weights else out
+        out.index_add_(0, index, (weights.to(x.dtype).unsqueeze(-1) * x))
+        return (out, weights) if return_weights else out  # weights after dropout, as PyG returns them
 
     def extra_repr(self) -> str:
         return f"dropout={self.dropout}" if self.dropout else ""

@@ -222,7 +222,7 @@ class GATConv(MessagePassing):
         else:
             scores = self._scores(alpha_src, alpha_dst, edge_attr, edge_index)  # [E, H]
             p = self.dropout if self.training else 0.0
-            if lean_path_applies(self.attention, h_src.dtype, want_weights):
+            if lean_path_applies(self.attention):
                 out, weights = sparse_attention(None, None, h_src, edge_index, bias=scores, dropout=p,
                                                 return_weights=True, num_targets=num_dst)
             else:  # a user's normalisation: per-edge weights, then the weighted sum

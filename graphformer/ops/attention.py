@@ -1,20 +1,24 @@
 """The one place that decides how dot-product attention aggregation runs.
 
 ``dot_product_attention`` computes :math:`h_i = \\mathrm{AGG}_{j \\to i}(q_i \\cdot k_j / \\sqrt{C} + b_{ij}, v_j)`
-for every head. Two paths, equal to each other up to float rounding:
+for every head. Three paths, equal to each other up to float rounding (and in distribution under attention dropout):
 
 * dense: an implicit :class:`~graphformer.graphs.BlockStructure` with the standard softmax
-  :class:`~graphformer.aggr.Attention` runs block attention with ``scaled_dot_product_attention``;
-  a structure that needs an explicit ``[L, L]`` mask (anything but the complete graph or a causal mask over
-  equal-size graphs) whose edge density ``E / sum_g L_g^2`` is below :data:`SPARSE_DENSITY_THRESHOLD`
-  (a sliding window over a long sequence) is materialised once (cached on the structure) and takes the
-  sparse path instead, where the sparse path applies: ``O(E)`` instead of ``O(L^2)`` time and memory
-  (on CPU only for now: the threshold was measured there, and the CUDA crossover is not measured yet);
-* sparse: an explicit ``edge_index`` with the standard softmax :class:`~graphformer.aggr.Attention` (no
-  dropout active, no returned weights) runs :func:`~graphformer.ops.sparse.sparse_attention`, which keeps
-  only ``[E, H]`` weights for backward (Triton kernel on CUDA);
-* reference: explicit edges (or anything else: a user's score aggregator, edge biases, returned weights)
-  gather ``q_i, k_j`` per edge, score, and let the aggregator normalise and sum.
+  :class:`~graphformer.aggr.Attention`, no bias and no returned weights runs block attention with
+  ``scaled_dot_product_attention`` (attention dropout through its ``dropout_p``). A structure that needs an
+  explicit ``[L, L]`` mask (anything but the complete graph or a causal mask over equal-size graphs) whose
+  edge density ``E / sum_g L_g^2`` is below :data:`SPARSE_DENSITY_THRESHOLD` (a sliding window over a long
+  sequence) is materialised once (cached on the structure) and takes the sparse path instead: ``O(E)``
+  instead of ``O(L^2)`` time and memory (on CPU in float32/64 only for now: the threshold was measured
+  there; the CUDA crossover is not measured yet);
+* sparse (memory-lean): explicit ``edge_index`` with the standard :class:`~graphformer.aggr.Attention` runs
+  :func:`~graphformer.ops.sparse.sparse_attention`, which keeps only ``[E, H]`` weights (and a bool dropout
+  mask) for backward, in every configuration: training with attention dropout, returned weights (after
+  dropout, differentiable), edge biases, half precision (softmax in float32) and bipartite query/key sizes.
+  A block structure with a bias or returned weights is materialised and takes this path too. On CUDA the
+  plain case (no dropout, no returned weights, ``N_dst = N_src``) runs the fused Triton kernel;
+* reference: any other score aggregator (a user's, a subclass of ``Attention``) gathers ``q_i, k_j`` per
+  edge, scores, and lets the aggregator normalise and sum (the only path with higher-order gradients).
 
 Layers call this function and never know which path ran.
 """
@@ -26,7 +30,7 @@ import math
 import torch
 from torch import Tensor
 
-from graphformer.aggr.attention import Attention
+from graphformer.aggr.attention import Attention, dropout_mask
 from graphformer.aggr.base import ScoreAggregator
 from graphformer.graphs.structure import BlockStructure, Causal, FullyConnected
 from graphformer.ops.dense import block_attention
@@ -46,15 +50,28 @@ def _needs_mask(structure: BlockStructure) -> bool:
     return not (equal_sizes and isinstance(structure, (FullyConnected, Causal)))
 
 
-def lean_path_applies(aggr: ScoreAggregator, dtype: torch.dtype, return_attention: bool) -> bool:
-    """Whether :func:`~graphformer.ops.sparse.sparse_attention` computes what ``aggr`` would: softmax
-    :class:`~graphformer.aggr.Attention` with no active dropout, float32/64, and no weights to return."""
-    return (
-        type(aggr) is Attention
-        and not return_attention
-        and not (aggr.training and aggr.dropout > 0)
-        and dtype in (torch.float32, torch.float64)
-    )
+def attention_dropout(aggr: ScoreAggregator) -> float:
+    """The dropout probability ``aggr`` applies now: its ``dropout`` in training mode, else 0."""
+    return float(aggr.dropout) if aggr.training else 0.0
+
+
+def lean_path_applies(
+    aggr: ScoreAggregator, dtype: torch.dtype | None = None, return_attention: bool | None = None
+) -> bool:
+    """Whether :func:`~graphformer.ops.sparse.sparse_attention` computes what ``aggr`` would: the standard
+    softmax :class:`~graphformer.aggr.Attention` (not a subclass or another aggregator).
+
+    ``lean_path_applies(aggr)`` asks for a caller that passes ``dropout=attention_dropout(aggr)`` and
+    ``return_weights=`` to ``sparse_attention``: then any dtype, attention dropout and returned weights qualify.
+    The older form ``lean_path_applies(aggr, dtype, return_attention)`` is for callers that pass neither: it
+    also requires no active dropout and no weights to return (``dtype`` no longer matters; half precision runs
+    in float32 on the lean path).
+    """
+    if type(aggr) is not Attention:
+        return False
+    if dtype is None and return_attention is None:
+        return True
+    return not return_attention and attention_dropout(aggr) == 0.0
 
 
 def sparse_edges_of(structure: BlockStructure) -> Tensor | None:
@@ -100,51 +117,69 @@ def dot_product_attention(
     """Multi-head dot-product attention aggregation over ``graph``.
 
     Args:
-        query, key, value: ``[N, H, C]`` projected node features.
+        query: ``[N_dst, H, C]`` projected target features.
+        key, value: ``[N_src, H, C]`` projected source features (``N_src = N_dst`` on a block structure).
         graph: explicit ``edge_index`` ``[2, E]`` (validated) or a block structure.
-        aggr: the score aggregator that normalises and sums (``Attention`` is softmax).
-        bias: optional additive score per edge and head ``[E, H]`` (needs an explicit ``edge_index``).
-        return_attention: also return the materialised ``edge_index`` and the weights ``[E, H]``.
+        aggr: the score aggregator that normalises and sums (``Attention`` is softmax); its ``dropout`` applies
+            to the weights in training mode.
+        bias: optional additive score per edge and head ``[E, H]`` (on a block structure: in the order of
+            ``graph.to_edge_index()``).
+        return_attention: also return the materialised ``edge_index`` and the weights ``[E, H]`` (after dropout).
 
     Returns:
-        ``(out [N, H, C], edge_index or None, weights or None)``.
+        ``(out [N_dst, H, C], edge_index or None, weights or None)``.
     """
-    num_nodes = query.size(0)
-    sparse_ok = lean_path_applies(aggr, query.dtype, return_attention)
+    num_targets = query.size(0)
+    lean = lean_path_applies(aggr)
+    dropout = attention_dropout(aggr)
+    if isinstance(graph, BlockStructure) and key.size(0) != num_targets:
+        raise ValueError(
+            f"a block structure pairs every node with nodes of the same graph, so query and key need the same number "
+            f"of nodes; got {num_targets} and {key.size(0)} (give a bipartite graph as an explicit edge_index)"
+        )
     if (
         isinstance(graph, BlockStructure)
-        and sparse_ok
+        and lean
         and bias is None
+        and not return_attention
         and query.device.type == "cpu"  # the threshold is measured on CPU only
+        and query.dtype in (torch.float32, torch.float64)  # ... with the sparse-dense products of these dtypes
         and not torch.compiler.is_compiling()
     ):
         edge_index = sparse_edges_of(graph)  # a long sparse structure: O(E) beats the O(L^2) masked path
         if edge_index is not None:
-            return sparse_attention(query, key, value, edge_index, scale=scale), None, None
-    dense_ok = isinstance(graph, BlockStructure) and type(aggr) is Attention and bias is None
-    if dense_ok and not return_attention:
-        dropout = aggr.dropout if aggr.training else 0.0
+            out = sparse_attention(query, key, value, edge_index, scale=scale, dropout=dropout)
+            return out, None, None
+    if isinstance(graph, BlockStructure) and lean and bias is None and not return_attention:
         return block_attention(query, key, value, graph, dropout=dropout, scale=scale), None, None
-    if not isinstance(graph, BlockStructure) and sparse_ok:
-        return sparse_attention(query, key, value, graph, bias=bias, scale=scale), None, None
     edge_index = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
+    if lean:
+        if return_attention:
+            out, weights = sparse_attention(
+                query, key, value, edge_index, bias=bias, scale=scale, dropout=dropout, return_weights=True
+            )
+            return out, edge_index, weights
+        return sparse_attention(query, key, value, edge_index, bias=bias, scale=scale, dropout=dropout), None, None
+    # reference: gather per edge, score, and let the aggregator normalise and sum
     scores = dot_product_scores(query, key, edge_index, scale)  # [E, H]
     if bias is not None:
         scores = scores + bias
     values = value.index_select(0, edge_index[0])  # [E, H, C]
     if return_attention:
-        out, weights = aggr(values, edge_index[1], dim_size=num_nodes, scores=scores, return_weights=True)
+        out, weights = aggr(values, edge_index[1], dim_size=num_targets, scores=scores, return_weights=True)
         return out, edge_index, weights
-    return aggr.reduce(values, edge_index[1], num_nodes, scores=scores), None, None
+    return aggr.reduce(values, edge_index[1], num_targets, scores=scores), None, None
 
 
 def attention_weights(aggr: ScoreAggregator, scores: Tensor, index: Tensor, dim_size: int | None,
                       dropout: float = 0.0) -> Tensor:
     r"""Per-edge attention weights ``[E, H]``: ``aggr``'s normalisation of ``scores`` over each target's edges,
-    then attention dropout with probability ``dropout`` (``\alpha \cdot m / (1 - p)``) — the reference path's
-    weights, post-dropout as PyG returns them."""
+    then attention dropout with probability ``dropout`` (:math:`\alpha \cdot m / (1 - p)`, the mask from
+    :func:`~graphformer.aggr.attention.dropout_mask`, as every path draws it) — the reference path's weights,
+    post-dropout as PyG returns them."""
     dim_size = int(index.max()) + 1 if dim_size is None and index.numel() > 0 else (dim_size or 0)
     weights = aggr.normalize(scores, index, dim_size)  # [E, H]
     if dropout > 0:
-        weights = torch.nn.functional.dropout(weights, dropout, True)
+        keep = dropout_mask(weights.shape, dropout, weights.device)
+        weights = weights * keep * (1.0 / (1.0 - dropout))
     return weights

@@ -90,3 +90,21 @@ def test_segment_softmax_positive_infinity_is_the_largest_score_not_nan():
     scores = torch.tensor([[float("inf")], [1.0], [2.0], [float("-inf")]])
     weights = segment_softmax(scores, torch.tensor([0, 0, 1, 1]), 3)
     torch.testing.assert_close(weights, torch.tensor([[1.0], [0.0], [1.0], [0.0]]))
+
+
+def test_returned_weights_are_post_dropout_and_match_the_shared_mask():
+    """PyG's convention: the weights returned in training are those the output used (after dropout); the mask comes
+    from graphformer.aggr.attention.dropout_mask, drawn in edge order."""
+    from graphformer.aggr.attention import dropout_mask
+
+    index = torch.randint(0, 7, (300,), generator=torch.Generator().manual_seed(0))
+    values, scores = torch.randn(300, 2, 3), torch.randn(300, 2)
+    aggr = Attention(dropout=0.25).train()
+    torch.manual_seed(5)
+    out, weights = aggr(values, index, dim_size=8, scores=scores, return_weights=True)
+    torch.manual_seed(5)
+    mask = dropout_mask((300, 2), 0.25)
+    plain = Attention().normalize(scores, index, 8)
+    torch.testing.assert_close(weights, plain * mask / 0.75)
+    torch.testing.assert_close(out, torch.zeros(8, 2, 3).index_add_(0, index, weights.unsqueeze(-1) * values))
+    assert abs((~mask).float().mean().item() - 0.25) < 0.05

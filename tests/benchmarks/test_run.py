@@ -31,6 +31,45 @@ def test_quick_run_writes_results(tmp_path, suite, impls, size):
     assert list(out.glob("*.png"))
 
 
+@pytest.mark.parametrize(
+    "impls,size",
+    [("gat,pyg_gat", "5000"), ("transformer,pyg_transformer", "5000"), ("cora_gat_epoch,pyg_cora_gat_epoch", "10556")],
+    ids=["gat", "transformer", "cora"],
+)
+def test_quick_train_suite(tmp_path, impls, size):
+    """Training mode with attention dropout: graphformer's layer against PyG's namesake in the same run."""
+    if impls.startswith("transformer"):
+        import graphformer.nn
+
+        if not hasattr(graphformer.nn, "TransformerConv"):
+            pytest.skip("graphformer.nn.TransformerConv is not in this branch yet")
+    results = main(["--suite", "train", "--quick", "--device", "cpu", "--impls", impls, "--sizes", size,
+                    "--repeats", "1", "--warmup", "1", "--threads", "1", "--out", str(tmp_path)])
+    ours = [r for r in results if r["impl"] == impls.split(",")[0]]
+    assert len(results) == 2 and len(ours) == 1, results
+    assert ours[0]["time_s"] > 0 and ours[0]["threads"] == 1, ours[0]
+    assert "time_ratio_to_peer" in ours[0] and ours[0]["peer"] == impls.split(",")[1]
+    markdown = (tmp_path / "cpu" / "results.md").read_text()
+    assert "### train" in markdown and f"| {impls.split(',')[0]} |" in markdown
+
+
+def test_train_layer_cases_run_in_training_mode_with_attention_dropout():
+    import torch
+
+    from benchmarks.cases import list_cases
+
+    cases = list_cases("train", quick=False)
+    assert {c["impl"] for c in cases} == {"gat", "pyg_gat", "transformer", "pyg_transformer", "cora_gat_epoch",
+                                          "pyg_cora_gat_epoch"}
+    assert all(c["size"] == 1_040_000 for c in cases if c["graph"] == "random")
+    from benchmarks.cases import build
+
+    quick = {c["impl"]: c for c in list_cases("train", quick=True)}
+    fn = build(quick["pyg_gat"], torch.device("cpu"))
+    conv = next(cell.cell_contents for cell in fn.__closure__ if isinstance(cell.cell_contents, torch.nn.Module))
+    assert conv.training and conv.dropout == 0.5 and conv.heads == 8 and conv.out_channels == 8
+
+
 def test_dense_cases_share_weights_and_inputs():
     """graphformer's dense case is torch's layer copied with ``from_torch``, on the same batch."""
     import torch
