@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
+from torch_geometric.utils import add_self_loops, remove_self_loops
 
 from graphformer.aggr import ScoreAggregator
 from graphformer.debug import check_finite
@@ -35,8 +36,6 @@ def _self_loops(
     edge_index: Tensor, num_nodes: int, edge_attr: Tensor | None = None, fill_value: Any = "mean"
 ) -> tuple[Tensor, Tensor | None]:
     """Remove existing self-loops and add one per node ``0 .. num_nodes - 1`` (PyG's utilities)."""
-    from torch_geometric.utils import add_self_loops, remove_self_loops
-
     edge_index, edge_attr = remove_self_loops(edge_index, edge_attr)
     return add_self_loops(edge_index, edge_attr, fill_value=fill_value, num_nodes=num_nodes)
 
@@ -195,12 +194,11 @@ class GATConv(MessagePassing):
         edge_index = graph.edge_index
         if isinstance(edge_index, BlockStructure):
             edge_index = edge_index.to_edge_index()
-        edge_attr = edge_features_of(graph) if edge_attr is None else edge_attr
-        if edge_attr is not None and self.lin_edge is not None:
+        if edge_attr is None and self.edge_dim is not None:  # a layer without edge_dim ignores adjacency values
+            edge_attr = edge_features_of(graph)
+        if edge_attr is not None:  # given explicitly to a layer without edge_dim: an error, not silently ignored
             edge_attr = check_edge_attr(edge_attr, edge_index.size(1), self.edge_dim)
             check_finite(edge_attr, "edge_attr")
-        elif edge_attr is not None and self.edge_dim is None:
-            edge_attr = None  # as PyG: a layer without edge_dim ignores edge features
 
         res = self.res(x_dst) if self.res is not None and x_dst is not None else None
         h_src, h_dst = self._project(x_src, x_dst)
@@ -209,11 +207,15 @@ class GATConv(MessagePassing):
 
         if self.add_self_loops:
             loops = min(num_src, num_dst)
-            if edge_attr is None and not want_weights and graph.layout is None:  # reuse the looped graph
+            if edge_attr is None and not want_weights and graph.layout is None and not torch.compiler.is_compiling():
+                # eager: reuse the looped, target-sorted graph per edge_index (compiled code keeps no such cache)
                 looped = partial(_sorted_self_loops, edge_index, loops)
                 edge_index = cached_on(edge_index, ("self_loops", loops), looped)
             else:
-                edge_index, edge_attr = _self_loops(edge_index, loops, edge_attr, self.fill_value)
+                # PyG's utilities called here, not through a helper: one graph break fewer under torch.compile
+                edge_index, edge_attr = remove_self_loops(edge_index, edge_attr)
+                edge_index, edge_attr = add_self_loops(edge_index, edge_attr, fill_value=self.fill_value,
+                                                       num_nodes=loops)
 
         if self.needs_reference():
             weights = self.edge_updater(edge_index, alpha=(alpha_src, alpha_dst), edge_attr=edge_attr,

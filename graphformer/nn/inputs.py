@@ -205,8 +205,8 @@ def edge_features_of(graph: GraphInput) -> Tensor | None:
 def weights_like(graph: GraphInput, edge_index: Tensor, weights: Tensor) -> Any:
     """Attention weights ``[E, H]`` in the form the caller passed the graph (PyG's return forms).
 
-    ``edge_index`` input: ``(edge_index, weights)``; a ``torch.sparse`` adjacency: a sparse ``[num_dst, num_src, H]``
-    tensor of the same layout; a ``SparseTensor``: a ``SparseTensor`` holding the weights.
+    ``edge_index`` input: ``(edge_index, weights)``; a ``torch.sparse`` adjacency: ``(adj, weights)`` with ``adj`` a
+    sparse ``[num_dst, num_src, H]`` tensor of the same layout; a ``SparseTensor``: a ``SparseTensor`` of the weights.
     """
     if graph.layout is None:
         return edge_index, weights
@@ -215,13 +215,18 @@ def weights_like(graph: GraphInput, edge_index: Tensor, weights: Tensor) -> Any:
 
         return SparseTensor(row=edge_index[1], col=edge_index[0], value=weights,
                             sparse_sizes=(graph.num_dst, graph.num_src))
-    adj = torch.sparse_coo_tensor(edge_index.flip(0), weights, (graph.num_dst, graph.num_src, *weights.shape[1:]))
-    adj = adj.coalesce()
-    if graph.layout == torch.sparse_csr:
-        return adj.to_sparse_csr(dense_dim=weights.dim() - 1)
-    if graph.layout == torch.sparse_csc:
-        return adj.to_sparse_csc(dense_dim=weights.dim() - 1)
-    return adj
+    size = (graph.num_dst, graph.num_src, *weights.shape[1:])
+    if graph.layout == torch.sparse_csr:  # rows = targets, sorted by (target, source)
+        order = torch.argsort(edge_index[1] * graph.num_src + edge_index[0])
+        rows = torch.bincount(edge_index[1], minlength=graph.num_dst)
+        crow = torch.cat([rows.new_zeros(1), rows.cumsum(0)])
+        return torch.sparse_csr_tensor(crow, edge_index[0, order], weights[order], size), weights
+    if graph.layout == torch.sparse_csc:  # columns = sources, sorted by (source, target)
+        order = torch.argsort(edge_index[0] * graph.num_dst + edge_index[1])
+        cols = torch.bincount(edge_index[0], minlength=graph.num_src)
+        ccol = torch.cat([cols.new_zeros(1), cols.cumsum(0)])
+        return torch.sparse_csc_tensor(ccol, edge_index[1, order], weights[order], size), weights
+    return torch.sparse_coo_tensor(edge_index.flip(0), weights, size).coalesce(), weights
 
 
 def check_in_channels(in_channels: Any, name: str = "in_channels") -> tuple[int, int]:

@@ -153,13 +153,14 @@ class TransformerConv(MessagePassing):
             raise ValueError("TransformerConv needs target features: `x` must be a tensor or a pair (x_src, x_dst)")
         x_src, x_dst = check_pair_features(self, x_src, x_dst, self._channels)
         graph = read_graph(edge_index, x_src, x_dst if bipartite else None, size, bipartite)
-        edge_attr = edge_features_of(graph) if edge_attr is None else edge_attr
+        if edge_attr is None and self.edge_dim is not None:  # a layer without edge_dim ignores adjacency values
+            edge_attr = edge_features_of(graph)
         query = self.lin_query(x_dst).view(-1, heads, channels)  # [N_dst, H, C]
         key = self.lin_key(x_src).view(-1, heads, channels)  # [N_src, H, C]
         value = self.lin_value(x_src).view(-1, heads, channels)  # [N_src, H, C]
         edges = graph.edge_index
         edge_emb = None
-        if edge_attr is not None and self.lin_edge is not None:
+        if edge_attr is not None:
             if isinstance(edges, BlockStructure):
                 raise ValueError(
                     "`edge_attr` needs an explicit edge_index; materialise the structure with .to_edge_index()"

@@ -94,7 +94,7 @@ def test_errors_and_empty_graphs():
 def test_aggr_name_is_case_insensitive():
     conv = gf.AttentionConv(8, 2, aggr="Attention", dropout=0.2)
     assert type(conv.attention) is gf.aggr.Attention and conv.attention.dropout == 0.2
-    assert type(gf.GATConv(8, 4, heads=2, aggr="ATTENTION").aggr) is gf.aggr.Attention
+    assert type(gf.GATConv(8, 4, heads=2, aggr="ATTENTION").attention) is gf.aggr.Attention
 
 
 def test_half_precision_large_scores_do_not_overflow_on_explicit_edges():
