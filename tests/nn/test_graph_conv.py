@@ -95,7 +95,7 @@ def test_bad_input(x, edge_index, error, match):
 def test_attention_aggregator_is_refused_and_repr():
     with pytest.raises(ValueError, match="GATConv or AttentionConv"):
         gf.GraphConv(3, 2, aggr="attention")
-    assert repr(gf.GraphConv(3, 2, aggr="mean")).startswith("GraphConv(\n  3, 2\n  (aggr): Mean()")
+    assert repr(gf.GraphConv(3, 2, aggr="mean")).startswith("GraphConv(\n  3, 2\n  (aggr): MeanAggregation()")
 
 
 def test_width_changing_pyg_aggregation_sizes_w2_like_pyg_sageconv():
