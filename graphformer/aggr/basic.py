@@ -9,8 +9,6 @@ the short names of the first four.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
@@ -39,6 +37,8 @@ def _mean(x: Tensor, index: Tensor, dim_size: int) -> Tensor:
 
 
 def _var(x: Tensor, index: Tensor, dim_size: int, semi_grad: bool) -> Tensor:
+    """E[x^2] - E[x]^2, in float32 for half-precision ``x`` (the difference cancels) and returned so."""
+    x = x.float() if x.dtype in _HALF else x
     mean = _mean(x, index, dim_size)  # [N, *]
     with torch.set_grad_enabled(torch.is_grad_enabled() and not semi_grad):  # semi_grad: no gradient via E[x^2]
         mean_of_squares = _mean(x * x, index, dim_size)  # [N, *]
@@ -134,7 +134,7 @@ class VarAggregation(Aggregator):
         self.semi_grad = semi_grad
 
     def reduce(self, x: Tensor, index: Tensor, dim_size: int) -> Tensor:
-        return _var(x, index, dim_size, self.semi_grad)
+        return _var(x, index, dim_size, self.semi_grad).to(x.dtype)
 
 
 class StdAggregation(Aggregator):
@@ -153,8 +153,10 @@ class StdAggregation(Aggregator):
         self.semi_grad = semi_grad
 
     def reduce(self, x: Tensor, index: Tensor, dim_size: int) -> Tensor:
-        std = _var(x, index, dim_size, self.semi_grad).clamp(min=1e-5).sqrt()  # clamp: finite gradient at 0
-        return std.masked_fill(std <= math.sqrt(1e-5), 0.0)
+        var = _var(x, index, dim_size, self.semi_grad)  # [N, *]
+        # test the variance, not its root, against 1e-5: robust to rounding of sqrt(1e-5)
+        std = var.clamp(min=1e-5).sqrt().masked_fill(var <= 1e-5, 0.0)  # clamp: finite gradient at 0
+        return std.to(x.dtype)
 
 
 class SoftmaxAggregation(Aggregator):
