@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.nn.aggr import Aggregation
 
-from graphformer.graphs.validation import check_index, check_index_range
+from graphformer.graphs.validation import check_index
 
 
-class Aggregator(nn.Module, metaclass=ABCMeta):
+class Aggregator(Aggregation, metaclass=ABCMeta):
     r"""Reduce per-edge messages to per-node outputs by a target index.
 
     .. math::
         h_i = \mathrm{AGG}_{e \,:\, \mathrm{index}_e = i} \; x_e
 
-    Called with PyG's contract, ``aggr(x, index, dim_size=N)``. Subclasses implement only :meth:`reduce`;
-    the base class validates the inputs. A target that no message points to gets zeros (never NaN or -inf).
+    A ``torch_geometric.nn.aggr.Aggregation``, called with PyG's contract
+    ``aggr(x, index=None, ptr=None, dim_size=None, dim=-2)``: messages are reduced along ``dim`` (features
+    last), grouped by ``index`` or by the segment offsets ``ptr``; with neither, everything is one group.
+    Subclasses implement only :meth:`reduce`, which sees the reduced dimension first; the base class checks
+    the inputs and moves ``dim``. A target that no message points to gets zeros (never NaN or -inf).
 
     Shapes:
-        - x: ``[E, *]`` messages (reduced along ``dim``, default 0)
-        - index: ``[E]`` target node of every message, values in ``[0, dim_size)``
-        - output: ``[dim_size, *]``
+        - x: ``[*, E, F]`` messages (reduced along ``dim``, default -2)
+        - index: ``[E]`` target node of every message, values in ``[0, dim_size)``; or ptr: ``[dim_size + 1]``
+        - output: ``[*, dim_size, F]``
 
     Example (a user's aggregator, registered under a name)::
 
-        @graphformer.aggr.register("powermean")
+        @graphformer.aggr.register("relu-powermean")
         class PowerMean(graphformer.aggr.Aggregator):
             def __init__(self, p: float = 3.0):
                 super().__init__()
@@ -38,24 +43,61 @@ class Aggregator(nn.Module, metaclass=ABCMeta):
                 return torch.where(mean > 0, root, torch.zeros_like(root))  # no message: exactly 0
     """
 
+    requires_index: bool = False  # True: ``ptr`` alone is refused (PyG's ``MulAggregation``)
+
+    def __call__(
+        self,
+        x: Tensor,
+        index: Tensor | None = None,
+        ptr: Tensor | None = None,
+        dim_size: int | None = None,
+        dim: int = -2,
+        **kwargs: Any,
+    ) -> Any:
+        # our checks instead of PyG's ``Aggregation.__call__``; nn.Module.__call__ keeps hooks working
+        index, dim_size, dim = self.check_inputs(x, index, ptr, dim_size, dim)
+        return nn.Module.__call__(self, x, index, ptr, dim_size, dim, **kwargs)
+
     def forward(
         self,
         x: Tensor,
         index: Tensor | None = None,
         ptr: Tensor | None = None,
         dim_size: int | None = None,
-        dim: int = 0,
-        **kwargs: Tensor,
-    ) -> Tensor:
+        dim: int = -2,
+        **kwargs: Any,
+    ) -> Any:
+        """Move ``dim`` to the front, :meth:`reduce`, move it back (``__call__`` has checked the inputs)."""
+        if index is None or dim_size is None or dim < 0:  # called directly, not through __call__
+            index, dim_size, dim = self.check_inputs(x, index, ptr, dim_size, dim)
+        if dim != 0:
+            x = x.movedim(dim, 0)
+        out = self.reduce(x, index, dim_size, **kwargs)
+        return out.movedim(0, dim) if dim != 0 else out
+
+    def check_inputs(
+        self, x: Tensor, index: Tensor | None, ptr: Tensor | None, dim_size: int | Tensor | None, dim: int
+    ) -> tuple[Tensor, int, int]:
+        """Check a call's arguments; return the int64 ``index``, the ``dim_size`` and ``dim`` as non-negative."""
         if not isinstance(x, Tensor):
             raise TypeError(f"`x` must be a torch.Tensor of messages [E, ...], got {type(x).__name__}")
         if x.dim() == 0:
             raise ValueError("`x` must have at least one dimension (the message dimension)")
+        if isinstance(dim, bool) or not isinstance(dim, int) or not -x.dim() <= dim < x.dim():
+            raise ValueError(
+                f"invalid dimension `dim`={dim!r} for `x` of shape {tuple(x.shape)}: it must be an int in "
+                f"[{-x.dim()}, {x.dim()}) (the dimension holding one entry per message; PyG's default is -2)"
+            )
         dim = dim % x.dim()
         num_messages = x.size(dim)
-        if index is None:
-            if ptr is None:
-                raise ValueError("give `index` (target of each message) or `ptr` (segment offsets)")
+        if dim_size is not None and (isinstance(dim_size, bool) or not isinstance(dim_size, int)):
+            if isinstance(dim_size, Tensor) and dim_size.numel() == 1 and not dim_size.is_floating_point():
+                dim_size = int(dim_size)
+            else:
+                raise TypeError(f"`dim_size` must be an int (the number of targets), got {dim_size!r}")
+        if dim_size is not None and dim_size < 0:
+            raise ValueError(f"invalid 'dim_size' (got {dim_size}): the number of targets must be non-negative")
+        if ptr is not None:
             ptr = check_index(ptr, "ptr")
             if ptr.numel() == 0 or (not torch.compiler.is_compiling() and (
                 int(ptr[0]) != 0 or int(ptr[-1]) != num_messages or bool((ptr.diff() < 0).any())
@@ -64,25 +106,44 @@ class Aggregator(nn.Module, metaclass=ABCMeta):
                     f"`ptr` must be non-decreasing segment offsets from 0 to the number of messages ({num_messages}), "
                     f"got {ptr.tolist() if ptr.numel() <= 10 else ptr}"
                 )
-            index = torch.repeat_interleave(torch.arange(ptr.numel() - 1, device=ptr.device), ptr.diff())
-            dim_size = ptr.numel() - 1 if dim_size is None else dim_size
-        if dim_size is not None and (isinstance(dim_size, bool) or not isinstance(dim_size, int)):
-            if isinstance(dim_size, Tensor) and dim_size.numel() == 1 and not dim_size.is_floating_point():
-                dim_size = int(dim_size)
-            else:
-                raise TypeError(f"`dim_size` must be an int (the number of targets), got {dim_size!r}")
-        index = check_index(index, "index", num_messages)
-        if dim_size is None:
-            dim_size = int(index.max()) + 1 if index.numel() > 0 else 0
-        if dim_size < 0:
-            raise ValueError(f"`dim_size` must be non-negative, got {dim_size}")
-        check_index_range(index, dim_size, "index")
+            if dim_size is not None and dim_size != ptr.numel() - 1:
+                raise ValueError(
+                    f"invalid 'dim_size' (got {dim_size}): `ptr` has {ptr.numel()} offsets, so it describes "
+                    f"{ptr.numel() - 1} targets; pass dim_size={ptr.numel() - 1} or leave it out"
+                )
+            dim_size = ptr.numel() - 1
+            if index is None:
+                if self.requires_index:
+                    raise NotImplementedError(  # a RuntimeError, as in PyG
+                        f"{type(self).__name__} requires 'index' (the target of each message); `ptr` alone is not "
+                        "supported. Pass index=..."
+                    )
+                index = torch.repeat_interleave(torch.arange(dim_size, device=ptr.device), ptr.diff())
+        if index is None:  # neither index nor ptr: all messages go to one target, as in PyG
+            index = torch.zeros(num_messages, dtype=torch.long, device=x.device)
+        index = check_index(index, "index")
+        if index.numel() != num_messages:
+            raise ValueError(
+                f"`index` has {index.numel()} entries but {num_messages} were expected: `x` of shape "
+                f"{tuple(x.shape)} holds {num_messages} messages along `dim`={dim}. Messages are reduced along "
+                "dim=-2 by default (PyG's contract, features last); pass dim=0 for edges-first [E, ...] messages"
+            )
         if index.device != x.device:
             raise ValueError(f"`index` is on {index.device} but `x` is on {x.device}")
-        if dim != 0:
-            x = x.movedim(dim, 0)
-        out = self.reduce(x, index, dim_size, **kwargs)
-        return out.movedim(0, dim) if dim != 0 else out
+        if index.numel() > 0 and not torch.compiler.is_compiling():
+            low, high = int(index.min()), int(index.max())
+            if low < 0:
+                raise ValueError(f"`index` contains a negative index ({low}); indices must lie in [0, dim_size)")
+            if dim_size is not None and high >= dim_size:
+                raise ValueError(
+                    f"invalid 'dim_size' (got {dim_size}): `index` contains index {high}, so there are at least "
+                    f"{high + 1} targets; pass dim_size >= {high + 1} or leave it out"
+                )
+            if dim_size is None:
+                dim_size = high + 1
+        if dim_size is None:
+            dim_size = int(index.max()) + 1 if index.numel() > 0 else 0
+        return index, dim_size, dim
 
     @abstractmethod
     def reduce(self, x: Tensor, index: Tensor, dim_size: int) -> Tensor:
@@ -91,6 +152,10 @@ class Aggregator(nn.Module, metaclass=ABCMeta):
     def out_channels(self, in_channels: int) -> int:
         """Feature width of the output for messages of width ``in_channels`` (the same, unless overridden)."""
         return in_channels
+
+    def get_out_channels(self, in_channels: int) -> int:
+        """PyG's name for :meth:`out_channels`."""
+        return self.out_channels(in_channels)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
@@ -106,6 +171,9 @@ class ScoreAggregator(Aggregator):
     computes the scores (dot product, additive GAT score, ...); the aggregator owns the normalisation, so
     "GAT vs. transformer" is a choice of score, not a second code path.
 
+    Called like any aggregator, but values come edges first, so ``dim`` defaults to 0 (not PyG's -2):
+    ``aggr(x, index, dim_size=N, scores=scores)``.
+
     Shapes:
         - x: ``[E, H, C]`` values, one per edge and head
         - scores: ``[E, H]``
@@ -117,6 +185,18 @@ class ScoreAggregator(Aggregator):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout}")
         self.dropout = dropout
+
+    def __call__(
+        self,
+        x: Tensor,
+        index: Tensor | None = None,
+        ptr: Tensor | None = None,
+        dim_size: int | None = None,
+        dim: int = 0,
+        **kwargs: Any,
+    ) -> Any:
+        # values [E, H, C] come edges first, so the default ``dim`` is 0, not PyG's -2
+        return super().__call__(x, index, ptr, dim_size, dim, **kwargs)
 
     @abstractmethod
     def normalize(self, scores: Tensor, index: Tensor, dim_size: int) -> Tensor:

@@ -3,22 +3,41 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
 from torch import Tensor, nn
+from torch_geometric.nn.aggr import Aggregation
 
 from graphformer.aggr.attention import Attention
 from graphformer.aggr.base import Aggregator
-from graphformer.aggr.basic import Max, Mean, Min, Sum
+from graphformer.aggr.basic import (
+    MaxAggregation,
+    MeanAggregation,
+    MinAggregation,
+    MulAggregation,
+    PowerMeanAggregation,
+    SoftmaxAggregation,
+    StdAggregation,
+    SumAggregation,
+    VarAggregation,
+)
+from graphformer.aggr.multi import Multi
 
 A = TypeVar("A", bound=type)
 
+# PyG's names ("softmax" is PyG's SoftmaxAggregation over features; "attention" weights by a layer's scores)
 _REGISTRY: dict[str, type[Aggregator]] = {
-    "sum": Sum,
-    "add": Sum,
-    "mean": Mean,
-    "max": Max,
-    "min": Min,
+    "sum": SumAggregation,
+    "add": SumAggregation,
+    "mean": MeanAggregation,
+    "max": MaxAggregation,
+    "min": MinAggregation,
+    "mul": MulAggregation,
+    "var": VarAggregation,
+    "std": StdAggregation,
+    "softmax": SoftmaxAggregation,
+    "powermean": PowerMeanAggregation,
     "attention": Attention,
 }
 
@@ -70,6 +89,9 @@ class PyGAggregation(Aggregator):
             )
         return out
 
+    def reset_parameters(self) -> None:
+        self.module.reset_parameters()
+
     def out_channels(self, in_channels: int) -> int:
         """PyG's ``get_out_channels`` where the module has one (e.g. ``MultiAggregation`` concatenating)."""
         get = getattr(self.module, "get_out_channels", None)
@@ -79,28 +101,30 @@ class PyGAggregation(Aggregator):
         return f"PyGAggregation({self.module!r})"
 
 
-def resolve(aggr: str | Aggregator | nn.Module | Callable[..., Tensor]) -> Aggregator:
+def resolve(
+    aggr: str | Aggregator | nn.Module | Sequence[str | Aggregator | nn.Module] | Callable[..., Tensor],
+) -> Aggregator:
     """Turn a layer's ``aggr=`` argument into an :class:`Aggregator` instance.
 
-    Accepts a registered name (``"sum"``, ``"mean"``, ``"max"``, ``"min"``, ``"attention"``, or a user's),
-    an :class:`Aggregator` instance, or a ``torch_geometric.nn.aggr.Aggregation`` instance.
+    Accepts a registered name (``"sum"``, ``"mean"``, ``"max"``, ``"min"``, ``"mul"``, ``"var"``, ``"std"``,
+    ``"softmax"``, ``"powermean"``, ``"attention"``, or a user's), an :class:`Aggregator` instance, a
+    ``torch_geometric.nn.aggr.Aggregation`` instance, or a list / tuple of these, which gives a concatenating
+    :class:`~graphformer.aggr.Multi` (PyG's ``MultiAggregation(mode="cat")``).
     """
     if isinstance(aggr, Aggregator):
         return aggr
     if isinstance(aggr, str):
         klass = _REGISTRY.get(aggr.lower())
         if klass is None:
-            raise ValueError(f"unknown aggregator {aggr!r}; known names: {', '.join(available())}")
+            raise ValueError(f"unknown aggregation `aggr`={aggr!r}; known names: {', '.join(available())}")
         return klass()
+    if isinstance(aggr, (list, tuple)):
+        return Multi(aggr)
     if isinstance(aggr, type) and issubclass(aggr, Aggregator):
         raise TypeError(f"`aggr` must be an instance, not the class {aggr.__name__}; pass {aggr.__name__}()")
-    try:
-        from torch_geometric.nn.aggr import Aggregation
-    except ImportError:  # pragma: no cover - torch_geometric is a dependency
-        Aggregation = ()  # type: ignore[assignment]
     if isinstance(aggr, Aggregation):
         return PyGAggregation(aggr)
     raise TypeError(
-        "`aggr` must be a name, a graphformer.aggr.Aggregator or a torch_geometric.nn.aggr.Aggregation, "
-        f"got {type(aggr).__name__}"
+        "`aggr` must be a name, a list of names, a graphformer.aggr.Aggregator or a "
+        f"torch_geometric.nn.aggr.Aggregation, got {type(aggr).__name__}"
     )

@@ -22,11 +22,20 @@ PAIRS = [
 def test_equals_pyg_on_random_graphs_with_isolated_nodes(ours, theirs, num_nodes, num_edges, seed, feature_shape):
     index = random_graph(num_nodes, num_edges, seed, isolated=3)[1]
     x = torch.randn(num_edges, *feature_shape)
-    out = ours()(x, index, dim_size=num_nodes)
+    out = ours()(x, index, dim_size=num_nodes, dim=0)  # edges first
     flat = x.reshape(num_edges, math.prod(feature_shape))
     expected = theirs()(flat, index, dim_size=num_nodes).view(num_nodes, *feature_shape)
     torch.testing.assert_close(out, expected)
     assert out[-3:].abs().sum() == 0  # isolated nodes aggregate to zeros
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS)
+@pytest.mark.parametrize("shape, dim", [((30, 5), -2), ((2, 30, 5), -2), ((2, 30, 5), 1), ((5, 30), 1), ((5, 30), -1)])
+def test_default_and_explicit_dim_equal_pyg(ours, theirs, shape, dim):
+    index = random_graph(10, 30, seed=4, isolated=3)[1]
+    x = torch.randn(*shape)
+    kwargs = {} if dim == -2 else {"dim": dim}  # -2 is the default, features last, as in PyG
+    torch.testing.assert_close(ours()(x, index, dim_size=10, **kwargs), theirs()(x, index, dim_size=10, **kwargs))
 
 
 @pytest.mark.parametrize("ours, _", PAIRS)
@@ -60,7 +69,16 @@ def test_ptr_and_dim_arguments():
     index = torch.tensor([0, 0, 1, 1, 1, 2])
     ptr = torch.tensor([0, 2, 5, 6])
     torch.testing.assert_close(Sum()(x, ptr=ptr), Sum()(x, index))
+    torch.testing.assert_close(Sum()(x, index, ptr), Sum()(x, index))
     torch.testing.assert_close(Sum()(x.t(), index, dim=1), Sum()(x, index).t())
+    torch.testing.assert_close(Sum()(x.t(), index, dim=-1), Sum()(x, index).t())
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS)
+def test_no_index_and_no_ptr_is_one_group_as_in_pyg(ours, theirs):
+    x = torch.randn(6, 3)
+    torch.testing.assert_close(ours()(x), theirs()(x))
+    assert ours()(x).shape == (1, 3)
 
 
 @pytest.mark.parametrize(
@@ -71,15 +89,20 @@ def test_ptr_and_dim_arguments():
         (lambda: Sum()(torch.randn(2, 2), torch.tensor([0, 5]), dim_size=3), ValueError, "index 5"),
         (lambda: Sum()(torch.randn(2, 2), torch.tensor([0, -1])), ValueError, "negative"),
         (lambda: Sum()([1.0, 2.0], torch.tensor([0, 1])), TypeError, "torch.Tensor"),
-        (lambda: Sum()(torch.randn(2, 2)), ValueError, "index"),
+        (lambda: Sum()(torch.randn(4, 2, 3), torch.arange(4)), ValueError, "pass dim=0"),
+        (lambda: Sum()(torch.randn(6, 2), torch.arange(6), dim=-3), ValueError, "invalid dimension `dim`=-3"),
+        (lambda: Sum()(torch.randn(6, 2), torch.arange(6), dim=2), ValueError, "invalid dimension `dim`=2"),
+        (lambda: Sum()(torch.randn(6, 2), torch.arange(6), dim_size=4), ValueError, "invalid 'dim_size'.*>= 6"),
+        (lambda: Sum()(torch.randn(6, 2), ptr=torch.tensor([0, 2, 6]), dim_size=3), ValueError, "invalid 'dim_size'"),
+        (lambda: Sum()(torch.randn(6, 2), torch.arange(6), dim_size=-1), ValueError, "invalid 'dim_size'"),
         (lambda: Sum()(torch.randn(6, 2), ptr=torch.tensor([0, 4, 2, 6])), ValueError, "non-decreasing"),
         (lambda: Sum()(torch.randn(6, 2), ptr=torch.tensor([0, 2, 5])), ValueError, "from 0 to .* \\(6\\)"),
         (lambda: Sum()(torch.randn(6, 2), ptr=torch.tensor([1, 2, 6])), ValueError, "segment offsets"),
         (lambda: Sum()(torch.randn(6, 2), ptr=torch.tensor([], dtype=torch.long)), ValueError, "segment offsets"),
         (lambda: Sum()(torch.randn(2, 2), torch.tensor([0, 1]), dim_size=2.0), TypeError, "dim_size"),
         (lambda: Sum()(torch.randn(2, 2), torch.tensor([0, 1]), dim_size=True), TypeError, "dim_size"),
-        (lambda: PyGAggregation(pyg_aggr.MultiAggregation(["sum", "max"]))(torch.randn(4, 2, 3), torch.arange(4)),
-         ValueError, "changes the feature width"),
+        (lambda: PyGAggregation(pyg_aggr.MultiAggregation(["sum", "max"]))(
+            torch.randn(4, 2, 3), torch.arange(4), dim=0), ValueError, "changes the feature width"),
     ],
 )
 def test_bad_input(call, error, match):
@@ -122,7 +145,7 @@ def test_pyg_aggregation_adapter_matches_pyg_on_multi_head_messages():
     index = random_graph(12, 40, seed=3)[1]
     x = torch.randn(40, 2, 3)
     module = pyg_aggr.SoftmaxAggregation(learn=True)
-    out = PyGAggregation(module)(x, index, dim_size=12)
+    out = PyGAggregation(module)(x, index, dim_size=12, dim=0)
     torch.testing.assert_close(out, module(x.view(40, 6), index, dim_size=12).view(12, 2, 3))
 
 
@@ -150,4 +173,4 @@ def test_custom_aggregator_and_registration():
     assert isinstance(conv.aggr, PowerMean)
     with pytest.raises(TypeError, match="Aggregator subclasses"):
         register("bad", dict)
-    assert repr(Sum()) == "Sum()"
+    assert repr(Sum()) == "SumAggregation()"  # Sum is the short name of SumAggregation

@@ -28,7 +28,7 @@ def test_power_mean_matches_a_plain_loop(custom_aggregator, p, shape):
     index = torch.randint(0, 12, (shape[0],), generator=generator)  # some of the 13 targets receive nothing
     aggr = custom_aggregator.PowerMean(p=p).double()
     assert aggr.p.item() == pytest.approx(p)
-    out = aggr(x, index, dim_size=13)
+    out = aggr(x, index, dim_size=13, dim=0)  # edges first (the default dim=-2 is PyG's features-last)
     torch.testing.assert_close(out, power_mean_loop(x, index, 13, p, aggr.eps))
 
 
