@@ -170,7 +170,7 @@ class AttentionConv(MessagePassing):
 
     def message(self, value_j: Tensor, alpha: Tensor | None) -> Tensor:
         if alpha is None:  # plain aggregation of the values, heads side by side
-            return value_j.reshape(value_j.size(0), -1)  # [E, H*C]
+            return value_j.flatten(1)  # [E, H*C]
         return value_j * alpha.unsqueeze(-1).to(value_j.dtype)  # [E, H, C]
 
     def aggregate(self, inputs: Tensor, index: Tensor, ptr: Tensor | None = None,

@@ -170,7 +170,7 @@ def test_custom_aggregator_and_registration():
     register("test-powermean", PowerMean)
     assert "test-powermean" in available()
     conv = gf.GraphConv(1, 2, aggr="test-powermean")
-    assert isinstance(conv.aggr, PowerMean)
+    assert isinstance(conv.aggr_module, PowerMean)
     with pytest.raises(TypeError, match="Aggregator subclasses"):
         register("bad", dict)
     assert repr(Sum()) == "SumAggregation()"  # Sum is the short name of SumAggregation

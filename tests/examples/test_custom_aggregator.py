@@ -75,7 +75,7 @@ def test_transformer_layer_with_unit_temperature_equals_builtin_attention(custom
     custom = graphformer.GraphTransformerLayer(16, 4, 32, dropout=0.0, norm_first=norm_first,
                                                aggr=custom_aggregator.TemperatureSoftmax(4)).eval()
     missing, unexpected = custom.load_state_dict(builtin.state_dict(), strict=False)
-    assert missing == ["self_attn.aggr.log_temperature"] and unexpected == []
+    assert missing == ["self_attn.attention.log_temperature"] and unexpected == []
     x = torch.randn(12, 16)
     edge_index = torch.randint(0, 12, (2, 40))
     for graph in (edge_index, graphformer.fully_connected(num_nodes=12)):
@@ -88,7 +88,7 @@ def test_graph_conv_with_power_mean_trains(custom_aggregator):
     x = torch.rand(10, 4)
     edge_index = torch.randint(0, 10, (2, 30))
     conv(x, edge_index).pow(2).sum().backward()
-    assert conv.aggr.rho.grad is not None and conv.lin_rel.weight.grad.abs().sum() > 0
+    assert conv.aggr_module.rho.grad is not None and conv.lin_rel.weight.grad.abs().sum() > 0
 
 
 def test_main_tiny_run(custom_aggregator, planetoid_root, planetoid_cache, tmp_path):
@@ -97,6 +97,6 @@ def test_main_tiny_run(custom_aggregator, planetoid_root, planetoid_cache, tmp_p
                                    "--threads", "1", "--json", str(out_json)])
     assert [row["model"] for row in rows] == ["graphconv-mean (built-in)", "graphconv-powermean (custom)",
                                               "transformer-softmax (built-in)", "transformer-temperature (custom)"]
-    assert set(rows[1]["learned_seed0"]) == {"conv1.aggr", "conv2.aggr"}
+    assert set(rows[1]["learned_seed0"]) == {"conv1.aggr_module", "conv2.aggr_module"}
     assert all(len(t) == 4 for t in rows[3]["learned_seed0"].values())
     assert out_json.exists()

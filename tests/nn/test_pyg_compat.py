@@ -174,7 +174,7 @@ def test_bad_inputs_name_the_argument():
         conv((torch.randn(9, 8), torch.randn(4, 6)), edge_index, size=(8, 4))
     with pytest.raises(ValueError, match=r"edge_index\[1\]"):
         conv((torch.randn(9, 8), torch.randn(4, 6)), random_graph(9, 6, 10, seed=3).clamp(max=8))
-    with pytest.raises(ValueError, match="unknown aggregator.*known names"):
+    with pytest.raises(ValueError, match="unknown aggregation.*known names"):
         gf.GraphConv(8, 4, aggr="median-ish")
     with pytest.raises(TypeError, match="`in_channels`"):
         gf.GATConv(8.0, 4)
