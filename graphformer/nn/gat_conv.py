@@ -225,8 +225,9 @@ class GATConv(MessagePassing):
             scores = self._scores(alpha_src, alpha_dst, edge_attr, edge_index)  # [E, H]
             p = self.dropout if self.training else 0.0
             if lean_path_applies(self.attention):
-                out, weights = sparse_attention(None, None, h_src, edge_index, bias=scores, dropout=p,
-                                                return_weights=True, num_targets=num_dst)
+                result = sparse_attention(None, None, h_src, edge_index, bias=scores, dropout=p,
+                                          return_weights=want_weights, num_targets=num_dst)
+                out, weights = result if want_weights else (result, None)
             else:  # a user's normalisation: per-edge weights, then the weighted sum
                 weights = attention_weights(self.attention, scores, edge_index[1], num_dst, p)
                 out = h_src.new_zeros(num_dst, self.heads, self.out_channels).index_add_(
