@@ -202,6 +202,20 @@ class ScoreAggregator(Aggregator):
     def normalize(self, scores: Tensor, index: Tensor, dim_size: int) -> Tensor:
         """Per-edge weights ``[E, H]`` from scores ``[E, H]`` grouped by target ``index`` ``[E]``."""
 
+    def weights(self, scores: Tensor, index: Tensor, dim_size: int | None = None) -> Tensor:
+        r"""Per-edge weights ``[E, H]``: :meth:`normalize`, then (in training) attention dropout
+        :math:`\alpha \cdot m / (1 - p)` with the mask of :func:`~graphformer.aggr.attention.dropout_mask` in edge
+        order, as the lean path draws it (same seed, same mask). Post-dropout, as PyG returns weights."""
+        if dim_size is None:
+            dim_size = int(index.max()) + 1 if index.numel() > 0 else 0
+        weights = self.normalize(scores, index, dim_size)  # [E, H]
+        if self.training and self.dropout > 0:
+            from graphformer.aggr.attention import dropout_mask
+
+            mask = dropout_mask(weights.shape, self.dropout, weights.device)  # [E, H], edge order
+            weights = weights * mask * (1.0 / (1.0 - self.dropout))
+        return weights
+
     def reduce(  # type: ignore[override]
         self,
         x: Tensor,
@@ -221,12 +235,7 @@ class ScoreAggregator(Aggregator):
                 f"`scores` must have shape [E, H] = {tuple(x.shape[:2])} to match values {tuple(x.shape)}, "
                 f"got {tuple(scores.shape)}"
             )
-        weights = self.normalize(scores, index, dim_size)  # [E, H]
-        if self.training and self.dropout > 0:  # the mask helper shared with the lean path (same seed, same mask)
-            from graphformer.aggr.attention import dropout_mask
-
-            mask = dropout_mask(weights.shape, self.dropout, weights.device)  # [E, H], edge order
-            weights = weights * mask * (1.0 / (1.0 - self.dropout))
+        weights = self.weights(scores, index, dim_size)  # [E, H]
         out = x.new_zeros(dim_size, *x.shape[1:])  # [N, H, C]
         out.index_add_(0, index, (weights.to(x.dtype).unsqueeze(-1) * x))
         return (out, weights) if return_weights else out  # weights after dropout, as PyG returns them

@@ -13,16 +13,14 @@ from graphformer.debug import check_finite
 from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
 from graphformer.nn.inputs import (
-    check_pair_features,
     check_sizes,
-    read_graph,
+    read_inputs,
     resolve_attention,
-    split_pair,
     unpack,
     weights_like,
 )
 from graphformer.nn.message_passing import MessagePassing
-from graphformer.ops.attention import attention_weights, dot_product_attention
+from graphformer.ops.attention import dot_product_attention
 
 
 class AttentionConv(MessagePassing):
@@ -117,14 +115,8 @@ class AttentionConv(MessagePassing):
         ``return_attention_weights=True`` works too). ``x`` may be a pair ``(x_src, x_dst)``: queries come from
         the targets, keys and values from the sources."""
         x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.edge_dim is not None)
-        if edge_index is None:
-            raise ValueError("`edge_index` is required: an edge_index [2, E], a sparse adj_t, or a structure")
         want_weights = return_attention or bool(return_attention_weights)
-        x_src, x_dst, bipartite = split_pair(x)
-        if x_dst is None:
-            raise ValueError("AttentionConv needs target features: `x` must be a tensor or a pair (x_src, x_dst)")
-        x_src, x_dst = check_pair_features(self, x_src, x_dst, (self.embed_dim, self.embed_dim))
-        graph = read_graph(edge_index, x_src, x_dst if bipartite else None, size, bipartite)
+        x_src, x_dst, graph = read_inputs(self, x, edge_index, size, (self.embed_dim, self.embed_dim), True)
         num_dst, heads, channels = graph.num_dst, self.num_heads, self.head_dim
         edges = graph.edge_index
         value = self.v_proj(x_src).view(-1, heads, channels)  # [N_src, H, C]
@@ -165,8 +157,7 @@ class AttentionConv(MessagePassing):
         scores = (query_i * key_j).sum(dim=-1) / math.sqrt(self.head_dim)  # [E, H]
         if bias is not None:
             scores = scores + bias
-        p = self.attention.dropout if self.training else 0.0
-        return attention_weights(self.attention, scores, index, dim_size, p)
+        return self.attention.weights(scores, index, dim_size)
 
     def message(self, value_j: Tensor, alpha: Tensor | None) -> Tensor:
         if alpha is None:  # plain aggregation of the values, heads side by side

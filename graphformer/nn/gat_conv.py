@@ -18,17 +18,15 @@ from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
 from graphformer.nn.inputs import (
     check_in_channels,
-    check_pair_features,
     check_sizes,
     edge_features_of,
-    read_graph,
-    resolve_attention,
-    split_pair,
+    read_inputs,
+    score_aggregator,
     unpack,
     weights_like,
 )
-from graphformer.nn.message_passing import MessagePassing
-from graphformer.ops.attention import attention_weights, lean_path_applies
+from graphformer.nn.message_passing import AttentionMessagePassing
+from graphformer.ops.attention import attention_dropout, lean_path_applies
 from graphformer.ops.sparse import cached_on, sparse_attention
 
 
@@ -46,7 +44,7 @@ def _sorted_self_loops(edge_index: Tensor, num_nodes: int) -> Tensor:
     return looped.index_select(1, torch.argsort(looped[1], stable=True))
 
 
-class GATConv(MessagePassing):
+class GATConv(AttentionMessagePassing):
     r"""Graph attention layer with additive scores; PyG's ``GATConv`` (same arguments, parameters, outputs).
 
     .. math::
@@ -104,9 +102,7 @@ class GATConv(MessagePassing):
     ) -> None:
         channels = check_in_channels(in_channels)
         check_sizes(out_channels=out_channels, heads=heads, edge_dim=edge_dim)
-        attention = resolve_attention(aggr, dropout)
-        if not isinstance(attention, ScoreAggregator):
-            raise ValueError(f"`aggr` of GATConv must be a score aggregator (e.g. Attention), got {attention!r}")
+        attention = score_aggregator(aggr, dropout, "GATConv")
         super().__init__(aggr="sum", node_dim=0, **kwargs)
         self.in_channels, self.out_channels, self.heads, self.concat = in_channels, out_channels, heads, concat
         self.negative_slope, self.add_self_loops, self.edge_dim = negative_slope, add_self_loops, edge_dim
@@ -140,15 +136,6 @@ class GATConv(MessagePassing):
         self.reset_parameters()
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
-
-    @property
-    def dropout(self) -> float:
-        """Attention dropout probability (held by the attention normalisation)."""
-        return float(getattr(self.attention, "dropout", 0.0))
-
-    @dropout.setter
-    def dropout(self, p: float) -> None:
-        self.attention.dropout = p
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -184,12 +171,8 @@ class GATConv(MessagePassing):
         """Returns ``out``, or ``(out, (edge_index, weights [E, H]))`` when attention weights are asked for
         (``return_attention_weights=True`` as in PyG, or ``return_attention=True``)."""
         x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.edge_dim is not None)
-        if edge_index is None:
-            raise ValueError("`edge_index` is required: an edge_index [2, E], a sparse adj_t, or a structure")
         want_weights = bool(return_attention_weights) or return_attention
-        x_src, x_dst, bipartite = split_pair(x)
-        x_src, x_dst = check_pair_features(self, x_src, x_dst, self._channels)
-        graph = read_graph(edge_index, x_src, x_dst if bipartite else None, size, bipartite)
+        x_src, x_dst, graph = read_inputs(self, x, edge_index, size, self._channels)
         num_src, num_dst = graph.num_src, graph.num_dst
         edge_index = graph.edge_index
         if isinstance(edge_index, BlockStructure):
@@ -223,13 +206,13 @@ class GATConv(MessagePassing):
             out = self.propagate(edge_index, x=(h_src, h_dst), alpha=weights, size=(num_src, num_dst))
         else:
             scores = self._scores(alpha_src, alpha_dst, edge_attr, edge_index)  # [E, H]
-            p = self.dropout if self.training else 0.0
+            p = attention_dropout(self.attention)
             if lean_path_applies(self.attention):
                 result = sparse_attention(None, None, h_src, edge_index, bias=scores, dropout=p,
                                           return_weights=want_weights, num_targets=num_dst)
                 out, weights = result if want_weights else (result, None)
             else:  # a user's normalisation: per-edge weights, then the weighted sum
-                weights = attention_weights(self.attention, scores, edge_index[1], num_dst, p)
+                weights = self.attention.weights(scores, edge_index[1], num_dst)
                 out = h_src.new_zeros(num_dst, self.heads, self.out_channels).index_add_(
                     0, edge_index[1], weights.unsqueeze(-1).to(h_src.dtype) * h_src.index_select(0, edge_index[0]))
         out = out.reshape(num_dst, self.heads * self.out_channels) if self.concat else out.mean(dim=1)
@@ -266,7 +249,7 @@ class GATConv(MessagePassing):
         if edge_attr is not None and self.lin_edge is not None:
             alpha = alpha + self._edge_scores(edge_attr)
         alpha = F.leaky_relu(alpha, self.negative_slope)
-        return attention_weights(self.attention, alpha, index, dim_size, self.dropout if self.training else 0.0)
+        return self.attention.weights(alpha, index, dim_size)
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         return alpha.unsqueeze(-1) * x_j  # [E, H, C]

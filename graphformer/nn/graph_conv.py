@@ -5,24 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.nn.dense.linear import Linear
 
 from graphformer.aggr import Aggregator, ScoreAggregator, resolve
 from graphformer.graphs.structure import BlockStructure
-from graphformer.nn.inputs import check_in_channels, check_pair_features, check_sizes, read_graph, split_pair
+from graphformer.nn.inputs import check_in_channels, check_sizes, read_inputs
 from graphformer.nn.message_passing import MessagePassing
-
-
-def aggregated_width(aggr: nn.Module, in_channels: int) -> int:
-    """Feature width an aggregation produces from ``in_channels`` (``3F`` for a concatenating multi-aggregation)."""
-    if in_channels < 0:
-        return in_channels
-    for name in ("out_channels", "get_out_channels"):
-        method = getattr(aggr, name, None)
-        if callable(method):
-            return int(method(in_channels))
-    return in_channels
 
 
 class GraphConv(MessagePassing):
@@ -72,7 +61,8 @@ class GraphConv(MessagePassing):
         self.aggr_module = module
         self.in_channels, self.out_channels = in_channels, out_channels
         self._channels = channels
-        self.aggr_channels = aggregated_width(module, channels[0])
+        # e.g. 3F for a concatenating Multi; lazy (-1) stays lazy
+        self.aggr_channels = module.out_channels(channels[0]) if channels[0] > 0 else -1
         self.lin_rel = Linear(self.aggr_channels, out_channels, bias=bias)  # W2, on the aggregate
         self.lin_root = Linear(channels[1], out_channels, bias=False)  # W1, on the node itself
         self.reset_parameters()
@@ -93,11 +83,7 @@ class GraphConv(MessagePassing):
             if edge_index is None:
                 edge_index = getattr(data, "edge_index", None)
                 edge_weight = getattr(data, "edge_weight", None) if edge_weight is None else edge_weight
-        if edge_index is None:
-            raise ValueError("`edge_index` is required: an edge_index [2, E], a sparse adj_t, or a structure")
-        x_src, x_dst, bipartite = split_pair(x)
-        x_src, x_dst = check_pair_features(self, x_src, x_dst, self._channels)
-        graph = read_graph(edge_index, x_src, x_dst if bipartite else None, size, bipartite)
+        x_src, x_dst, graph = read_inputs(self, x, edge_index, size, self._channels)
         edges = graph.edge_index.to_edge_index() if isinstance(graph.edge_index, BlockStructure) else graph.edge_index
         if edge_weight is None and graph.values is not None and graph.values.dim() == 1:
             edge_weight = graph.values

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from graphformer.aggr import Aggregator, Attention, resolve
+from graphformer.aggr import Aggregator, Attention, ScoreAggregator, resolve
 from graphformer.debug import check_finite
 from graphformer.graphs.convert import Graph, as_graph
 from graphformer.graphs.structure import BlockStructure
@@ -20,6 +20,14 @@ def resolve_attention(aggr: Any, dropout: float) -> Aggregator:
     if isinstance(aggr, str) and aggr.lower() == "attention":
         return Attention(dropout=dropout)
     return resolve(aggr)
+
+
+def score_aggregator(aggr: Any, dropout: float, layer: str) -> ScoreAggregator:
+    """An attention layer's ``aggr=``: :func:`resolve_attention`, which must give a score aggregator."""
+    attention = resolve_attention(aggr, dropout)
+    if not isinstance(attention, ScoreAggregator):
+        raise ValueError(f"`aggr` of {layer} must be a score aggregator (e.g. Attention), got {attention!r}")
+    return attention
 
 
 def check_sizes(**sizes: Any) -> None:
@@ -194,6 +202,25 @@ def read_graph(edge_index: Any, x_src: Tensor, x_dst: Tensor | None, size: Any, 
     return GraphInput(edge_index, values, num_src, num_dst, layout)
 
 
+def read_inputs(module: nn.Module, x: Any, edge_index: Any, size: Any, channels: tuple[int, int],
+                needs_targets: bool = False) -> tuple[Tensor, Tensor | None, GraphInput]:
+    """A layer's ``(x, edge_index, size)`` as PyG accepts them -> ``(x_src, x_dst, graph)``, checked.
+
+    ``x`` is a tensor or a pair (:func:`split_pair`), features are checked against ``channels``
+    (:func:`check_pair_features`), and the graph is read by :func:`read_graph`. ``needs_targets``: the layer
+    computes from the targets' own features, so ``(x_src, None)`` is refused.
+    """
+    if edge_index is None:
+        raise ValueError("`edge_index` is required: an edge_index [2, E], a sparse adj_t, or a structure")
+    x_src, x_dst, bipartite = split_pair(x)
+    if needs_targets and x_dst is None:
+        raise ValueError(
+            f"{type(module).__name__} needs target features: `x` must be a tensor or a pair (x_src, x_dst)"
+        )
+    x_src, x_dst = check_pair_features(module, x_src, x_dst, channels)
+    return x_src, x_dst, read_graph(edge_index, x_src, x_dst if bipartite else None, size, bipartite)
+
+
 def edge_features_of(graph: GraphInput) -> Tensor | None:
     """A sparse adjacency's values as edge features, where PyG reads them so: vector values of a ``torch.sparse``
     adjacency, any values of a ``SparseTensor`` (scalar ``torch.sparse`` values are edge weights only)."""
@@ -215,18 +242,11 @@ def weights_like(graph: GraphInput, edge_index: Tensor, weights: Tensor) -> Any:
 
         return SparseTensor(row=edge_index[1], col=edge_index[0], value=weights,
                             sparse_sizes=(graph.num_dst, graph.num_src))
-    size = (graph.num_dst, graph.num_src, *weights.shape[1:])
-    if graph.layout == torch.sparse_csr:  # rows = targets, sorted by (target, source)
-        order = torch.argsort(edge_index[1] * graph.num_src + edge_index[0])
-        rows = torch.bincount(edge_index[1], minlength=graph.num_dst)
-        crow = torch.cat([rows.new_zeros(1), rows.cumsum(0)])
-        return torch.sparse_csr_tensor(crow, edge_index[0, order], weights[order], size), weights
-    if graph.layout == torch.sparse_csc:  # columns = sources, sorted by (source, target)
-        order = torch.argsort(edge_index[0] * graph.num_dst + edge_index[1])
-        cols = torch.bincount(edge_index[0], minlength=graph.num_src)
-        ccol = torch.cat([cols.new_zeros(1), cols.cumsum(0)])
-        return torch.sparse_csc_tensor(ccol, edge_index[1, order], weights[order], size), weights
-    return torch.sparse_coo_tensor(edge_index.flip(0), weights, size).coalesce(), weights
+    from torch_geometric.utils import to_torch_coo_tensor, to_torch_csc_tensor, to_torch_csr_tensor
+
+    build = {torch.sparse_csr: to_torch_csr_tensor, torch.sparse_csc: to_torch_csc_tensor}.get(
+        graph.layout, to_torch_coo_tensor)
+    return build(edge_index.flip(0), weights, size=(graph.num_dst, graph.num_src)), weights  # [N_dst, N_src, H]
 
 
 def check_in_channels(in_channels: Any, name: str = "in_channels") -> tuple[int, int]:

@@ -110,3 +110,17 @@ def _overrides_reference(cls: type) -> bool:
                 result = True
     _OVERRIDES[cls] = result
     return result
+
+
+class AttentionMessagePassing(MessagePassing):
+    """A layer whose per-edge weights come from a score aggregator held in ``self.attention`` (softmax
+    :class:`~graphformer.aggr.Attention` by default); ``dropout`` reads and sets that aggregator's dropout."""
+
+    @property
+    def dropout(self) -> float:
+        """Attention dropout probability (held by the attention normalisation)."""
+        return float(getattr(self.attention, "dropout", 0.0))
+
+    @dropout.setter
+    def dropout(self, p: float) -> None:
+        self.attention.dropout = p

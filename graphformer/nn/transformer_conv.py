@@ -15,20 +15,18 @@ from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_attr
 from graphformer.nn.inputs import (
     check_in_channels,
-    check_pair_features,
     check_sizes,
     edge_features_of,
-    read_graph,
-    resolve_attention,
-    split_pair,
+    read_inputs,
+    score_aggregator,
     unpack,
     weights_like,
 )
-from graphformer.nn.message_passing import MessagePassing
-from graphformer.ops.attention import attention_weights, dot_product_attention
+from graphformer.nn.message_passing import AttentionMessagePassing
+from graphformer.ops.attention import dot_product_attention
 
 
-class TransformerConv(MessagePassing):
+class TransformerConv(AttentionMessagePassing):
     r"""PyG's ``TransformerConv``: multi-head dot-product attention over a graph's edges, with a gated skip.
 
     .. math::
@@ -88,11 +86,7 @@ class TransformerConv(MessagePassing):
     ) -> None:
         channels = check_in_channels(in_channels)
         check_sizes(out_channels=out_channels, heads=heads, edge_dim=edge_dim)
-        attention = resolve_attention(aggr, dropout)
-        if not isinstance(attention, ScoreAggregator):
-            raise ValueError(
-                f"`aggr` of TransformerConv must be a score aggregator (e.g. Attention), got {attention!r}"
-            )
+        attention = score_aggregator(aggr, dropout, "TransformerConv")
         super().__init__(aggr="sum", node_dim=0, **kwargs)
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.beta, self.root_weight, self.concat, self.edge_dim = beta and root_weight, root_weight, concat, edge_dim
@@ -116,15 +110,6 @@ class TransformerConv(MessagePassing):
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
 
-    @property
-    def dropout(self) -> float:
-        """Attention dropout probability (held by the attention normalisation)."""
-        return float(getattr(self.attention, "dropout", 0.0))
-
-    @dropout.setter
-    def dropout(self, p: float) -> None:
-        self.attention.dropout = p
-
     def reset_parameters(self) -> None:
         for lin in (self.lin_key, self.lin_query, self.lin_value, self.lin_edge, self.lin_skip, self.lin_beta):
             if lin is not None:
@@ -144,15 +129,9 @@ class TransformerConv(MessagePassing):
         """Returns ``out``, or ``(out, (edge_index, weights [E, H]))`` with ``return_attention_weights=True``
         (or ``False``: PyG returns the weights whenever a bool is given) or ``return_attention=True``."""
         x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.edge_dim is not None)
-        if edge_index is None:
-            raise ValueError("`edge_index` is required: an edge_index [2, E], a sparse adj_t, or a structure")
         want_weights = isinstance(return_attention_weights, bool) or return_attention
         heads, channels = self.heads, self.out_channels
-        x_src, x_dst, bipartite = split_pair(x)
-        if x_dst is None:
-            raise ValueError("TransformerConv needs target features: `x` must be a tensor or a pair (x_src, x_dst)")
-        x_src, x_dst = check_pair_features(self, x_src, x_dst, self._channels)
-        graph = read_graph(edge_index, x_src, x_dst if bipartite else None, size, bipartite)
+        x_src, x_dst, graph = read_inputs(self, x, edge_index, size, self._channels, needs_targets=True)
         if edge_attr is None and self.edge_dim is not None:  # a layer without edge_dim ignores adjacency values
             edge_attr = edge_features_of(graph)
         query = self.lin_query(x_dst).view(-1, heads, channels)  # [N_dst, H, C]
@@ -207,7 +186,7 @@ class TransformerConv(MessagePassing):
         if edge_attr is not None:
             key_j = key_j + edge_attr
         scores = (query_i * key_j).sum(dim=-1) / math.sqrt(self.out_channels)  # [E, H]
-        return attention_weights(self.attention, scores, index, dim_size, self.dropout if self.training else 0.0)
+        return self.attention.weights(scores, index, dim_size)
 
     def message(self, value_j: Tensor, alpha: Tensor, edge_attr: Tensor | None) -> Tensor:
         if edge_attr is not None:

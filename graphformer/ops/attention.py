@@ -30,7 +30,7 @@ import math
 import torch
 from torch import Tensor
 
-from graphformer.aggr.attention import Attention, dropout_mask
+from graphformer.aggr.attention import Attention
 from graphformer.aggr.base import ScoreAggregator
 from graphformer.graphs.structure import BlockStructure, Causal, FullyConnected
 from graphformer.ops.dense import block_attention
@@ -170,16 +170,3 @@ def dot_product_attention(
         return out, edge_index, weights
     return aggr.reduce(values, edge_index[1], num_targets, scores=scores), None, None
 
-
-def attention_weights(aggr: ScoreAggregator, scores: Tensor, index: Tensor, dim_size: int | None,
-                      dropout: float = 0.0) -> Tensor:
-    r"""Per-edge attention weights ``[E, H]``: ``aggr``'s normalisation of ``scores`` over each target's edges,
-    then attention dropout with probability ``dropout`` (:math:`\alpha \cdot m / (1 - p)`, the mask from
-    :func:`~graphformer.aggr.attention.dropout_mask`, as every path draws it) — the reference path's weights,
-    post-dropout as PyG returns them."""
-    dim_size = int(index.max()) + 1 if dim_size is None and index.numel() > 0 else (dim_size or 0)
-    weights = aggr.normalize(scores, index, dim_size)  # [E, H]
-    if dropout > 0:
-        keep = dropout_mask(weights.shape, dropout, weights.device)
-        weights = weights * keep * (1.0 / (1.0 - dropout))
-    return weights
