@@ -8,6 +8,7 @@ LayerNorm + position-wise feed-forward network (+ residual + LayerNorm), with th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import torch
@@ -18,6 +19,7 @@ from graphformer.aggr import Attention
 from graphformer.graphs.structure import BlockStructure
 from graphformer.nn.attention_conv import AttentionConv
 from graphformer.nn.inputs import check_features, check_sizes, unpack
+from graphformer.ops.bias import PairBias
 
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}
 
@@ -140,21 +142,24 @@ class GraphTransformerLayer(nn.Module):
         edge_index: Tensor | BlockStructure | None = None,
         edge_attr: Tensor | None = None,
         return_attention: bool = False,
+        attn_bias: Tensor | PairBias | None = None,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Returns ``out [N, D]``, or ``(out, (edge_index, weights [E, H]))`` with ``return_attention=True``."""
+        """Returns ``out [N, D]``, or ``(out, (edge_index, weights [E, H]))`` with ``return_attention=True``.
+
+        ``attn_bias``: additive attention scores (see :class:`~graphformer.nn.AttentionConv`)."""
         x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.self_attn.edge_dim is not None)
         attention = None
         if self.norm_first:
             if edge_index is None:
                 raise ValueError("`edge_index` is required: an edge_index [2, E] or a structure like fully_connected")
             x = check_features(self, x, self.d_model)  # before norm1, so bad input gets graphformer's errors
-            attended = self.self_attn(self.norm1(x), edge_index, edge_attr, return_attention)
+            attended = self.self_attn(self.norm1(x), edge_index, edge_attr, return_attention, attn_bias=attn_bias)
             if return_attention:
                 attended, attention = attended
             x = x + self.dropout1(attended)
             x = x + self._feed_forward(self.norm2(x))
         else:
-            attended = self.self_attn(x, edge_index, edge_attr, return_attention)
+            attended = self.self_attn(x, edge_index, edge_attr, return_attention, attn_bias=attn_bias)
             if return_attention:
                 attended, attention = attended
             x = self.norm1(x + self.dropout1(attended))
@@ -300,12 +305,24 @@ class GraphTransformer(nn.Module):
         edge_index: Tensor | BlockStructure | None = None,
         edge_attr: Tensor | None = None,
         return_attention: bool = False,
+        attn_bias: Tensor | PairBias | Sequence[Tensor | PairBias | None] | None = None,
     ) -> Tensor | tuple[Tensor, AttentionList]:
-        """Returns ``out [N, D]``, or ``(out, [(edge_index, weights [E, H]) per layer])``."""
+        """Returns ``out [N, D]``, or ``(out, [(edge_index, weights [E, H]) per layer])``.
+
+        ``attn_bias``: one additive attention bias shared by every layer (as Graphormer shares its structural
+        bias), or a list with one per layer."""
         x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.layers[0].self_attn.edge_dim is not None)
+        if isinstance(attn_bias, (list, tuple)):
+            if len(attn_bias) != len(self.layers):
+                raise ValueError(
+                    f"`attn_bias` is a list of {len(attn_bias)} biases but the stack has {len(self.layers)} layers"
+                )
+            biases = list(attn_bias)
+        else:
+            biases = [attn_bias] * len(self.layers)
         attentions: AttentionList = []
-        for layer in self.layers:
-            x = layer(x, edge_index, edge_attr, return_attention)
+        for layer, bias in zip(self.layers, biases):
+            x = layer(x, edge_index, edge_attr, return_attention, attn_bias=bias)
             if return_attention:
                 x, attention = x
                 attentions.append(attention)

@@ -8,10 +8,14 @@
 * sentence builders (:mod:`graphformer.graphs.sequence`): :func:`chain`, :func:`dependency_tree`,
   :func:`binary_partition_tree` (BP-Transformer span nodes) and :func:`union`.
 
+* per-pair codes (:mod:`graphformer.graphs.pairs`): :class:`PairCodes`, one integer per ordered pair of nodes of
+  the same graph (shortest-path distance, relative position, ...), the input of structural attention biases.
+
 Every layer that takes an ``edge_index`` also takes an implicit structure.
 """
 
 from graphformer.graphs.convert import as_graph, batch_from_networkx, from_networkx, to_networkx
+from graphformer.graphs.pairs import PairCodes, padded_pair_index, pair_index
 from graphformer.graphs.sequence import (
     Dilated,
     PartitionTree,
@@ -41,6 +45,7 @@ __all__ = [
     "Causal",
     "Dilated",
     "FullyConnected",
+    "PairCodes",
     "PartitionTree",
     "SlidingWindow",
     "as_graph",
@@ -54,6 +59,8 @@ __all__ = [
     "from_networkx",
     "fully_connected",
     "lengths_to_ptr",
+    "pair_index",
+    "padded_pair_index",
     "sentence_ptr",
     "to_networkx",
     "union",

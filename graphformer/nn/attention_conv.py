@@ -21,6 +21,31 @@ from graphformer.nn.inputs import (
 )
 from graphformer.nn.message_passing import MessagePassing
 from graphformer.ops.attention import dot_product_attention
+from graphformer.ops.bias import PairBias
+
+
+def _check_bias(
+    attn_bias: object, edges: Tensor | BlockStructure, num_dst: int, num_src: int, heads: int
+) -> Tensor | PairBias | None:
+    """Validate ``attn_bias`` against the graph and the number of heads (errors name ``attn_bias``)."""
+    if attn_bias is None:
+        return None
+    if isinstance(attn_bias, PairBias):
+        if num_src != num_dst:
+            raise ValueError("`attn_bias` as a PairBias needs one node set (not a bipartite graph)")
+        attn_bias.check(edges.ptr if isinstance(edges, BlockStructure) else None, num_dst, heads)
+        return attn_bias
+    if not isinstance(attn_bias, Tensor) or not attn_bias.is_floating_point():
+        raise TypeError(
+            f"`attn_bias` must be a graphformer.ops.PairBias or a float [E, H] tensor, got {type(attn_bias).__name__}"
+        )
+    num_edges = edges.num_edges if isinstance(edges, BlockStructure) else edges.size(1)
+    if attn_bias.shape != (num_edges, heads):
+        raise ValueError(
+            f"`attn_bias` must have shape [E, H] = [{num_edges}, {heads}], got {tuple(attn_bias.shape)}"
+        )
+    check_finite(attn_bias, "attn_bias")
+    return attn_bias
 
 
 class AttentionConv(MessagePassing):
@@ -110,10 +135,15 @@ class AttentionConv(MessagePassing):
         return_attention: bool = False,
         size: tuple[int, int] | None = None,
         return_attention_weights: bool | None = None,
+        attn_bias: Tensor | PairBias | None = None,
     ) -> Tensor | tuple[Tensor, Any]:
         """Returns ``out``, or ``(out, (edge_index, weights [E, H]))`` with ``return_attention=True`` (PyG's
         ``return_attention_weights=True`` works too). ``x`` may be a pair ``(x_src, x_dst)``: queries come from
-        the targets, keys and values from the sources."""
+        the targets, keys and values from the sources.
+
+        ``attn_bias`` adds :math:`b_{ij}^h` to the scores: a :class:`~graphformer.ops.PairBias` (structural
+        bias from :mod:`graphformer.encodings`, on an implicit structure or explicit edges within graphs) or an
+        ``[E, H]`` tensor per explicit edge. It adds to the ``edge_attr`` score."""
         x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.edge_dim is not None)
         want_weights = return_attention or bool(return_attention_weights)
         x_src, x_dst, graph = read_inputs(self, x, edge_index, size, (self.embed_dim, self.embed_dim), True)
@@ -128,7 +158,7 @@ class AttentionConv(MessagePassing):
             edges = edges.to_edge_index() if isinstance(edges, BlockStructure) else edges
             out = self.propagate(edges, value=value, alpha=None, size=(graph.num_src, num_dst))  # [N_dst, H*C]
             return self.out_proj(out.reshape(num_dst, self.embed_dim))
-        bias = None
+        bias = _check_bias(attn_bias, edges, num_dst, graph.num_src, heads)
         if edge_attr is not None:
             if isinstance(edges, BlockStructure):
                 raise ValueError(
@@ -136,11 +166,15 @@ class AttentionConv(MessagePassing):
                 )
             edge_attr = check_edge_attr(edge_attr, edges.size(1), self.edge_dim)
             check_finite(edge_attr, "edge_attr")
-            bias = self.edge_proj(edge_attr)  # [E, H]
+            edge_bias = self.edge_proj(edge_attr)  # [E, H]
+            if isinstance(bias, PairBias):
+                bias = bias.on_edges(edges)
+            bias = edge_bias if bias is None else edge_bias + bias.to(edge_bias.dtype)
         query = self.q_proj(x_dst).view(-1, heads, channels)  # [N_dst, H, C]
         key = self.k_proj(x_src).view(-1, heads, channels)  # [N_src, H, C]
         if self.needs_reference():
             edges = edges.to_edge_index() if isinstance(edges, BlockStructure) else edges
+            bias = bias.on_edges(edges) if isinstance(bias, PairBias) else bias
             weights = self.edge_updater(edges, query=query, key=key, bias=bias, size=(graph.num_src, num_dst))
             out = self.propagate(edges, value=value, alpha=weights, size=(graph.num_src, num_dst))
         else:

@@ -4,8 +4,9 @@
 for every head. Three paths, equal to each other up to float rounding (and in distribution under attention dropout):
 
 * dense: an implicit :class:`~graphformer.graphs.BlockStructure` with the standard softmax
-  :class:`~graphformer.aggr.Attention`, no bias and no returned weights runs block attention with
-  ``scaled_dot_product_attention`` (attention dropout through its ``dropout_p``). A structure that needs an
+  :class:`~graphformer.aggr.Attention` and no returned weights runs block attention with
+  ``scaled_dot_product_attention`` (attention dropout through its ``dropout_p``); a
+  :class:`~graphformer.ops.PairBias` reaches it as the float mask per padded block. A structure that needs an
   explicit ``[L, L]`` mask (anything but the complete graph or a causal mask over equal-size graphs) whose
   edge density ``E / sum_g L_g^2`` is below :data:`SPARSE_DENSITY_THRESHOLD` (a sliding window over a long
   sequence) is materialised once (cached on the structure) and takes the sparse path instead: ``O(E)``
@@ -15,7 +16,8 @@ for every head. Three paths, equal to each other up to float rounding (and in di
   :func:`~graphformer.ops.sparse.sparse_attention`, which keeps only ``[E, H]`` weights (and a bool dropout
   mask) for backward, in every configuration: training with attention dropout, returned weights (after
   dropout, differentiable), edge biases, half precision (softmax in float32) and bipartite query/key sizes.
-  A block structure with a bias or returned weights is materialised and takes this path too. On CUDA the
+  A block structure with returned weights (or with a bias given as an ``[E, H]`` tensor) is materialised and
+  takes this path too; a :class:`~graphformer.ops.PairBias` arrives here as ``[E, H]`` via ``on_edges``. On CUDA the
   plain case (no dropout, no returned weights, ``N_dst = N_src``) runs the fused Triton kernel;
 * reference: any other score aggregator (a user's, a subclass of ``Attention``) gathers ``q_i, k_j`` per
   edge, scores, and lets the aggregator normalise and sum (the only path with higher-order gradients).
@@ -33,6 +35,7 @@ from torch import Tensor
 from graphformer.aggr.attention import Attention
 from graphformer.aggr.base import ScoreAggregator
 from graphformer.graphs.structure import BlockStructure, Causal, FullyConnected
+from graphformer.ops.bias import PairBias
 from graphformer.ops.dense import block_attention
 from graphformer.ops.sparse import cached_on, sparse_attention
 
@@ -110,7 +113,7 @@ def dot_product_attention(
     value: Tensor,
     graph: Tensor | BlockStructure,
     aggr: ScoreAggregator,
-    bias: Tensor | None = None,
+    bias: Tensor | PairBias | None = None,
     scale: float | None = None,
     return_attention: bool = False,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -122,8 +125,9 @@ def dot_product_attention(
         graph: explicit ``edge_index`` ``[2, E]`` (validated) or a block structure.
         aggr: the score aggregator that normalises and sums (``Attention`` is softmax); its ``dropout`` applies
             to the weights in training mode.
-        bias: optional additive score per edge and head ``[E, H]`` (on a block structure: in the order of
-            ``graph.to_edge_index()``).
+        bias: optional additive score per edge and head: a :class:`~graphformer.ops.PairBias` (any graph whose
+            edges stay within the bias's graphs; the dense path takes it without materialising edges) or an
+            ``[E, H]`` tensor (on a block structure: in the order of ``graph.to_edge_index()``).
         return_attention: also return the materialised ``edge_index`` and the weights ``[E, H]`` (after dropout).
 
     Returns:
@@ -137,10 +141,15 @@ def dot_product_attention(
             f"a block structure pairs every node with nodes of the same graph, so query and key need the same number "
             f"of nodes; got {num_targets} and {key.size(0)} (give a bipartite graph as an explicit edge_index)"
         )
+    pair_bias = bias if isinstance(bias, PairBias) else None
+    if pair_bias is not None:
+        pair_bias.check(graph.ptr if isinstance(graph, BlockStructure) else None, num_targets, query.size(1), "bias")
+        if key.size(0) != num_targets:
+            raise ValueError("a PairBias needs query and key over the same nodes; got a bipartite graph")
     if (
         isinstance(graph, BlockStructure)
         and lean
-        and bias is None
+        and (bias is None or pair_bias is not None)
         and not return_attention
         and query.device.type == "cpu"  # the threshold is measured on CPU only
         and query.dtype in (torch.float32, torch.float64)  # ... with the sparse-dense products of these dtypes
@@ -148,11 +157,15 @@ def dot_product_attention(
     ):
         edge_index = sparse_edges_of(graph)  # a long sparse structure: O(E) beats the O(L^2) masked path
         if edge_index is not None:
-            out = sparse_attention(query, key, value, edge_index, scale=scale, dropout=dropout)
+            edge_bias = pair_bias.on_edges(edge_index) if pair_bias is not None else None
+            out = sparse_attention(query, key, value, edge_index, bias=edge_bias, scale=scale, dropout=dropout)
             return out, None, None
-    if isinstance(graph, BlockStructure) and lean and bias is None and not return_attention:
-        return block_attention(query, key, value, graph, dropout=dropout, scale=scale), None, None
+    if isinstance(graph, BlockStructure) and lean and (bias is None or pair_bias is not None) and not return_attention:
+        out = block_attention(query, key, value, graph, dropout=dropout, scale=scale, bias=pair_bias)
+        return out, None, None
     edge_index = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
+    if pair_bias is not None:
+        bias = pair_bias.on_edges(edge_index)  # [E, H]
     if lean:
         if return_attention:
             out, weights = sparse_attention(

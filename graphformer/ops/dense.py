@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from graphformer.graphs.structure import BlockStructure, Causal, FullyConnected
+from graphformer.ops.bias import PairBias
 
 
 def _positions(structure: BlockStructure) -> tuple[Tensor, Tensor]:
@@ -28,12 +29,15 @@ def block_attention(
     structure: BlockStructure,
     dropout: float = 0.0,
     scale: float | None = None,
+    bias: PairBias | None = None,
 ) -> Tensor:
     r"""Softmax attention of every node over the sources its :class:`BlockStructure` allows.
 
-    .. math:: h_i = \sum_{j \in N(i)} \mathrm{softmax}_j\left(\frac{q_i \cdot k_j}{\sqrt{C}}\right) v_j
+    .. math:: h_i = \sum_{j \in N(i)} \mathrm{softmax}_j\left(\frac{q_i \cdot k_j}{\sqrt{C}} + b_{ij}\right) v_j
 
-    Equal to the gather/softmax/scatter reference on ``structure.to_edge_index()``.
+    Equal to the gather/softmax/scatter reference on ``structure.to_edge_index()``. A :class:`PairBias` reaches
+    ``scaled_dot_product_attention`` as its float mask ``[B, H, L, L]`` (``-inf`` where the structure forbids a
+    pair), expanded from the bias's compact per-pair codes here and nowhere else.
 
     Shapes:
         - query, key, value: ``[N, H, C]``
@@ -60,7 +64,7 @@ def block_attention(
     is_causal = False
     if isinstance(structure, FullyConnected) and equal_sizes:
         pass
-    elif isinstance(structure, Causal) and equal_sizes:
+    elif isinstance(structure, Causal) and equal_sizes and bias is None:
         is_causal = True
     else:
         mask = structure.dense_mask(length).view(1, 1, length, length)  # [1, 1, L, L]
@@ -69,8 +73,12 @@ def block_attention(
             valid = pos.view(1, -1) < structure.sizes.view(-1, 1)  # [B, L]
             # padded query rows may see every key: their output is discarded, and no row is all -inf
             mask = (mask & valid.view(num_graphs, 1, 1, length)) | ~valid.view(num_graphs, 1, length, 1)
+    attn_mask: Tensor | None = mask
+    if bias is not None:
+        scores = bias.dense(length).to(q.dtype)  # [B, H, L, L], zeros in the padding
+        attn_mask = scores if mask is None else scores.masked_fill(~mask, float("-inf"))
     out = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal, scale=scale
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal, scale=scale
     )  # [B, H, L, C]
     out = out.transpose(1, 2)  # [B, L, H, C]
     if equal_sizes:
