@@ -47,7 +47,7 @@ from tqdm import tqdm  # noqa: E402
 from graphformer import GraphTransformer  # noqa: E402
 from graphformer.analysis import attention_weights, head_importance, top_k_edges  # noqa: E402
 from graphformer.datasets import UPOS_TAGS, Sentence, read_conllu  # noqa: E402
-from graphformer.encodings import SinusoidalPositionalEncoding, positions, relative_distance_features  # noqa: E402
+from graphformer.encodings import RelativePositionBias, SinusoidalPositionalEncoding, positions  # noqa: E402
 from graphformer.graphs import (  # noqa: E402
     BlockStructure,
     PartitionTree,
@@ -176,9 +176,12 @@ class Tagger(nn.Module):
         self.shape = nn.Embedding(vocab.num_shapes, d)
         self.position = SinusoidalPositionalEncoding(d)
         self.relative = args.relative
-        edge_dim = 2 * args.relative + 1 if args.relative else None
+        # one learned table of per-head scores per clipped distance and layer (Shaw et al. / T5 style)
+        self.relative_bias = nn.ModuleList(
+            RelativePositionBias(args.heads, args.relative) for _ in range(num_layers if args.relative else 0)
+        )
         self.encoder = GraphTransformer(d, args.heads, num_layers, args.dim_feedforward, args.dropout,
-                                        norm_first=norm_first, edge_dim=edge_dim, final_norm=norm_first)
+                                        norm_first=norm_first, final_norm=norm_first)
         self.classifier = nn.Linear(d, len(UPOS_TAGS))
         self.dropout = nn.Dropout(args.dropout)
 
@@ -187,22 +190,23 @@ class Tagger(nn.Module):
         x = x + self.shape(batch["shapes"]) + self.position(ptr=batch["ptr"])
         return self.dropout(x)  # [N, D]
 
-    def encoder_inputs(self, batch: dict[str, Tensor], graph) -> tuple[Tensor, Tensor | BlockStructure, Tensor | None]:
-        """(node features, graph, edge features) for the encoder; span nodes of a PartitionTree come last."""
+    def encoder_inputs(self, batch: dict[str, Tensor], graph) -> tuple[Tensor, Tensor | BlockStructure, list | None]:
+        """(node features, graph, attention bias per layer) for the encoder; span nodes of a PartitionTree come
+        last. On a block structure the relative bias is a PairBias (dense path, no materialised edges)."""
         x = self.embed(batch)
         position = positions(ptr=batch["ptr"])  # [N]
         if isinstance(graph, PartitionTree):  # a span sits at the position of its first word
             x, position, graph = graph.extend(x), position[graph.span_start], graph.edge_index
-        edge_attr = None
-        if self.relative:  # one-hot clipped distance i - j per edge -> learned per-head bias (edge_proj)
-            graph = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
-            edge_attr = relative_distance_features(graph, position, self.relative)
-        return x, graph, edge_attr
+        attn_bias = None
+        if self.relative:  # clipped distance i - j per pair -> learned per-head bias, one table per layer
+            where = None if isinstance(graph, BlockStructure) else position
+            attn_bias = [bias(graph, where) for bias in self.relative_bias]
+        return x, graph, attn_bias
 
     def forward(self, batch: dict[str, Tensor], graph) -> Tensor:
         num_words = batch["words"].numel()
-        x, graph, edge_attr = self.encoder_inputs(batch, graph)
-        return self.classifier(self.encoder(x, graph, edge_attr)[:num_words])  # [N, 17]
+        x, graph, attn_bias = self.encoder_inputs(batch, graph)
+        return self.classifier(self.encoder(x, graph, attn_bias=attn_bias)[:num_words])  # [N, 17]
 
 
 def batches(sentences: list[Sentence], size: int, shuffle: bool, rng: random.Random) -> list[list[Sentence]]:
@@ -287,7 +291,8 @@ def syntax_agreement(model: Tagger, vocab: Vocabulary, sentences: list[Sentence]
         related[head_node[dependents], dependents] = True
         is_head = torch.zeros(n, n, dtype=torch.bool)
         is_head[dependents, head_node[dependents]] = True
-        attention = attention_weights(model.encoder, *model.encoder_inputs(batch, fully_connected(ptr=ptr)))
+        x, graph, attn_bias = model.encoder_inputs(batch, fully_connected(ptr=ptr))
+        attention = attention_weights(model.encoder, x, graph, attn_bias=attn_bias)
         nodes = torch.arange(n)
         position = nodes - ptr[graph_id]
         length = ptr.diff()[graph_id]
@@ -336,7 +341,8 @@ def draw_attention_vs_tree(model: Tagger, vocab: Vocabulary, sentence: Sentence,
                            path: Path) -> None:
     """One sentence: its dependency arcs (top) and one head's attention arcs (bottom)."""
     batch = vocab.encode([sentence])
-    attention = attention_weights(model.encoder, *model.encoder_inputs(batch, fully_connected(ptr=batch["ptr"])))
+    x, graph, attn_bias = model.encoder_inputs(batch, fully_connected(ptr=batch["ptr"]))
+    attention = attention_weights(model.encoder, x, graph, attn_bias=attn_bias)
     edge_index, weights = attention[layer]
     top, top_weight = top_k_edges(edge_index, weights[:, head], 1, len(sentence), exclude_self_loops=True)
     n = len(sentence)

@@ -27,9 +27,11 @@ AttentionList = list[tuple[Tensor, Tensor]]
 
 
 def attention_weights(
-    model: nn.Module, x: Tensor | Any, edge_index: Any = None, edge_attr: Tensor | None = None
+    model: nn.Module, x: Tensor | Any, edge_index: Any = None, edge_attr: Tensor | None = None, **kwargs: Any
 ) -> AttentionList:
-    """Run ``model(x, edge_index, edge_attr, return_attention=True)`` and return its attention as a list.
+    """Run ``model(x, edge_index, edge_attr, return_attention=True, **kwargs)`` and return its attention as a list.
+
+    ``kwargs`` reach the model as they are (e.g. ``attn_bias=``).
 
     Works for any module following graphformer's contract: a single layer returns
     ``(out, (edge_index, weights))``, a stack ``(out, [(edge_index, weights), ...])``. Runs under
@@ -42,9 +44,9 @@ def attention_weights(
     """
     with torch.no_grad():
         if edge_attr is None:
-            result = model(x, edge_index, return_attention=True)
+            result = model(x, edge_index, return_attention=True, **kwargs)
         else:
-            result = model(x, edge_index, edge_attr, return_attention=True)
+            result = model(x, edge_index, edge_attr, return_attention=True, **kwargs)
     if not isinstance(result, tuple) or len(result) != 2:
         raise TypeError(f"{type(model).__name__} did not return (out, attention) with return_attention=True")
     attention = result[1]

@@ -5,9 +5,10 @@ A graph has no order; a sentence does. Three ways to give a graph transformer th
 * :class:`SinusoidalPositionalEncoding`: Vaswani et al.'s fixed sin/cos of the position within each graph;
 * :class:`LearnedPositionalEncoding`: a learned embedding of the position within each graph;
 * :class:`RelativePositionBias` / :func:`relative_distance_features`: the clipped signed distance
-  ``i - j`` of every edge, as an additive per-head attention score (``[E, H]``) or as one-hot edge features
-  for any layer with ``edge_dim`` (e.g. :class:`~graphformer.nn.AttentionConv`, whose ``edge_proj`` then *is*
-  a learned per-head bias table).
+  ``i - j`` of every pair, as an additive per-head attention score (a :class:`~graphformer.ops.PairBias` on an
+  implicit structure, so "complete graph + relative bias" stays on the dense path; ``[E, H]`` on explicit
+  edges) or as one-hot edge features for any layer with ``edge_dim`` (e.g.
+  :class:`~graphformer.nn.AttentionConv`, whose ``edge_proj`` then *is* a learned per-head bias table).
 
 Positions come from the PyG ``batch`` vector or ``ptr`` offsets: node ``n`` of graph ``g`` has position
 ``n - ptr[g]``.
@@ -21,8 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from graphformer.graphs.pairs import PairCodes, pair_nodes
 from graphformer.graphs.sequence import sentence_ptr
+from graphformer.graphs.structure import BlockStructure
 from graphformer.graphs.validation import check_edge_index, check_index
+from graphformer.ops.bias import PairBias
 
 
 def positions(
@@ -161,21 +165,26 @@ def relative_distance_features(edge_index: Tensor, position: Tensor, max_distanc
 
 
 class RelativePositionBias(nn.Module):
-    r"""Learned per-head attention bias of the clipped relative distance of each edge.
+    r"""Learned per-head attention bias of the clipped relative distance of each pair of nodes.
 
     .. math::
         b_{ij}^h = B\left[\mathrm{clip}(\mathrm{pos}_i - \mathrm{pos}_j, -K, K) + K,\; h\right]
 
-    Pass the result as ``bias`` to :func:`graphformer.ops.dot_product_attention`, or use
-    :func:`relative_distance_features` with a layer's ``edge_dim`` (same model, different parameterisation).
+    On an implicit structure (``fully_connected(ptr=...)``, ``causal``, ``window``, ...) it returns a
+    :class:`~graphformer.ops.PairBias`: one code per pair (``sum_g L_g^2`` integers), expanded per head only
+    inside attention, so the dense path keeps running (no materialised edges). On an explicit ``edge_index`` it
+    returns ``[E, H]``. Pass either as ``attn_bias`` to :class:`~graphformer.nn.AttentionConv` /
+    :class:`~graphformer.GraphTransformerLayer`, or use :func:`relative_distance_features` with a layer's
+    ``edge_dim`` (same model, different parameterisation).
 
     Args:
         num_heads: ``H``.
-        max_distance: ``K``; farther edges share the bias of distance ``+-K``.
+        max_distance: ``K``; farther pairs share the bias of distance ``+-K``.
 
     Shapes:
-        - forward(edge_index [2, E], position [N])
-        - output: ``[E, H]``
+        - forward(graph, position=None): ``graph`` a block structure (positions default to each node's place in
+          its graph) or ``edge_index`` ``[2, E]`` with ``position`` ``[N]`` (e.g. :func:`positions`)
+        - output: :class:`~graphformer.ops.PairBias` on a block structure, ``[E, H]`` on explicit edges
     """
 
     def __init__(self, num_heads: int, max_distance: int) -> None:
@@ -189,8 +198,23 @@ class RelativePositionBias(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.zeros_(self.bias.weight)
 
-    def forward(self, edge_index: Tensor, position: Tensor) -> Tensor:
-        distance = relative_distance(edge_index, position).to(self.bias.weight.device)
+    def codes(self, structure: BlockStructure, position: Tensor | None = None) -> PairCodes:
+        """The clipped distance of every pair of nodes of the same graph of ``structure``, as codes ``0..2K``."""
+        target, source = pair_nodes(structure.ptr)  # [P], [P]
+        if position is None:
+            distance = target - source  # nodes of a graph are contiguous: local positions differ as node ids
+        else:
+            position = check_index(position, "position", structure.num_nodes).to(target.device)
+            distance = position[target] - position[source]
+        codes = distance.clamp(-self.max_distance, self.max_distance) + self.max_distance
+        return PairCodes(codes, ptr=structure.ptr, num_codes=2 * self.max_distance + 1)
+
+    def forward(self, graph: Tensor | BlockStructure, position: Tensor | None = None) -> Tensor | PairBias:
+        if isinstance(graph, BlockStructure):
+            return PairBias.from_codes(self.codes(graph, position), self.bias.weight)
+        if position is None:
+            raise ValueError("`position` is required with an explicit edge_index (e.g. positions(batch))")
+        distance = relative_distance(graph, position).to(self.bias.weight.device)
         return self.bias(distance.clamp(-self.max_distance, self.max_distance) + self.max_distance)  # [E, H]
 
     def extra_repr(self) -> str:

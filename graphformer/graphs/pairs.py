@@ -63,6 +63,18 @@ def pair_index(edge_index: Tensor, ptr: Tensor) -> Tensor:
     return pair_offsets(ptr)[graph_of_edge] + (target - start) * size + (source - start)
 
 
+def pair_nodes(ptr: Tensor) -> tuple[Tensor, Tensor]:
+    """Global ``(target [P], source [P])`` node ids of every pair, in the flat pair layout (``O(P)``, no loop)."""
+    sizes = ptr.diff()
+    counts = sizes * sizes
+    total = int(counts.sum())
+    graph = torch.repeat_interleave(torch.arange(sizes.numel(), device=ptr.device), counts, output_size=total)
+    local = torch.arange(total, device=ptr.device) - pair_offsets(ptr)[graph]  # [P]
+    size = sizes[graph]
+    start = ptr[graph]
+    return start + local // size, start + local % size
+
+
 def padded_pair_index(ptr: Tensor, length: int | None = None) -> Tensor:
     """``[B, L, L]`` position of pair ``(i, j)`` of graph ``g`` in the flat layout; ``P`` (one past the end) where
     ``i`` or ``j`` is padding (``>= L_g``), so that a value appended at position ``P`` fills the padding.
