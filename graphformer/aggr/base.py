@@ -21,8 +21,17 @@ class Aggregator(Aggregation, metaclass=ABCMeta):
     A ``torch_geometric.nn.aggr.Aggregation``, called with PyG's contract
     ``aggr(x, index=None, ptr=None, dim_size=None, dim=-2)``: messages are reduced along ``dim`` (features
     last), grouped by ``index`` or by the segment offsets ``ptr``; with neither, everything is one group.
-    Subclasses implement only :meth:`reduce`, which sees the reduced dimension first; the base class checks
-    the inputs and moves ``dim``. A target that no message points to gets zeros (never NaN or -inf).
+    A subclass is written in one of two styles:
+
+    - graphformer's: implement only :meth:`reduce` ``(x, index, dim_size)``, which sees the reduced dimension
+      first; the base class checks the inputs and moves ``dim``.
+    - PyG's: override only ``forward(self, x, index=None, ptr=None, dim_size=None, dim=-2)``, as for a
+      ``torch_geometric.nn.aggr.Aggregation``. ``self.reduce(x, index, ptr, dim_size, dim, reduce="sum")`` is then
+      PyG's scatter helper, and graphformer's internal calls ``reduce(x, index, dim_size)`` (edges first) run
+      that ``forward``. The inputs are checked before ``forward`` runs (``index`` is always given, ``dim_size`` an
+      int, ``dim`` non-negative).
+
+    A target that no message points to gets zeros (never NaN or -inf).
 
     Shapes:
         - x: ``[*, E, F]`` messages (reduced along ``dim``, default -2)
@@ -44,6 +53,24 @@ class Aggregator(Aggregation, metaclass=ABCMeta):
     """
 
     requires_index: bool = False  # True: ``ptr`` alone is refused (PyG's ``MulAggregation``)
+    pyg_style: bool = False  # True for a subclass written PyG's way (``forward`` overridden, no ``reduce``)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # ABCMeta computes the abstract methods after this hook, so a PyG-style class gets a concrete ``reduce``
+        if "forward" in cls.__dict__ and getattr(cls.reduce, "__isabstractmethod__", False):
+            cls.pyg_style = True
+            cls.reduce = _pyg_style_reduce  # type: ignore[method-assign]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Aggregator:
+        missing = getattr(cls, "__abstractmethods__", frozenset())
+        if missing:
+            raise TypeError(
+                f"Can't instantiate abstract class {cls.__name__}: it implements neither graphformer's "
+                f"{' / '.join(sorted(missing))}(...) nor PyG's forward(self, x, index=None, ptr=None, dim_size=None, "
+                "dim=-2); override one of them"
+            )
+        return super().__new__(cls)
 
     def __call__(
         self,
@@ -161,6 +188,26 @@ class Aggregator(Aggregation, metaclass=ABCMeta):
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
+def _pyg_style_reduce(
+    self: Aggregator,
+    x: Tensor,
+    index: Tensor | None = None,
+    ptr: Tensor | int | None = None,
+    dim_size: int | None = None,
+    dim: int = -2,
+    reduce: str = "sum",
+    **kwargs: Any,
+) -> Any:
+    """``reduce`` of a PyG-style subclass: PyG's scatter helper ``reduce(x, index, ptr, dim_size, dim, reduce=...)``
+    for the user's ``forward``, and graphformer's ``reduce(x, index, dim_size)`` (third argument an int, messages
+    edges first) for graphformer's own callers (``Multi``, the attention reference path), which runs ``forward``."""
+    if ptr is not None and not isinstance(ptr, Tensor):  # graphformer's form: the third argument is dim_size
+        if isinstance(self, ScoreAggregator):
+            return ScoreAggregator.reduce(self, x, index, ptr, **kwargs)
+        return self.forward(x, index, None, ptr, 0, **kwargs)
+    return Aggregation.reduce(self, x, index, ptr, dim_size, dim, reduce)
+
+
 class ScoreAggregator(Aggregator):
     r"""An aggregator that weights messages by per-edge scores computed by a layer.
 
@@ -171,6 +218,14 @@ class ScoreAggregator(Aggregator):
     computes the scores (dot product, additive GAT score, ...); the aggregator owns the normalisation, so
     "GAT vs. transformer" is a choice of score, not a second code path.
 
+    PyG's style works too: override only ``forward(self, x, index, ptr=None, dim_size=None, dim=0, scores=None)``
+    returning the weighted sum :math:`h_i = \sum_{j \to i} \alpha_{ij} x_j` (e.g. with
+    ``torch_geometric.utils.softmax`` and ``self.reduce(..., reduce="sum")``, PyG's scatter helper). The weights
+    must depend on the scores only (that is what a score aggregator is), so :meth:`normalize` reads them off
+    that ``forward``: :math:`\alpha_{ij} = \partial h_i / \partial x_j`, one backward pass on an ``[E, H, 1]``
+    probe (differentiable with respect to the scores). Layers then use it like any score aggregator: attention
+    dropout, returned weights and ``GATConv`` / ``AttentionConv`` / ``GraphTransformerLayer`` all work.
+
     Called like any aggregator, but values come edges first, so ``dim`` defaults to 0 (not PyG's -2):
     ``aggr(x, index, dim_size=N, scores=scores)``.
 
@@ -179,6 +234,13 @@ class ScoreAggregator(Aggregator):
         - scores: ``[E, H]``
         - output: ``[N, H, C]`` (and the weights ``[E, H]`` with ``return_weights=True``)
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__ and getattr(cls.normalize, "__isabstractmethod__", False):
+            cls.pyg_style = True
+            cls.reduce = _pyg_style_reduce  # type: ignore[method-assign]
+            cls.normalize = ScoreAggregator._normalize_from_forward  # type: ignore[method-assign]
 
     def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()
@@ -196,11 +258,30 @@ class ScoreAggregator(Aggregator):
         **kwargs: Any,
     ) -> Any:
         # values [E, H, C] come edges first, so the default ``dim`` is 0, not PyG's -2
+        if self.pyg_style and kwargs.get("return_weights"):  # the user's forward returns no weights: ours does
+            index, dim_size, dim = self.check_inputs(x, index, ptr, dim_size, dim)
+            out, weights = ScoreAggregator.reduce(self, x.movedim(dim, 0), index, dim_size, **kwargs)
+            return out.movedim(0, dim), weights
         return super().__call__(x, index, ptr, dim_size, dim, **kwargs)
 
     @abstractmethod
     def normalize(self, scores: Tensor, index: Tensor, dim_size: int) -> Tensor:
         """Per-edge weights ``[E, H]`` from scores ``[E, H]`` grouped by target ``index`` ``[E]``."""
+
+    def _normalize_from_forward(self, scores: Tensor, index: Tensor, dim_size: int) -> Tensor:
+        r""":meth:`normalize` of a PyG-style subclass: :math:`\alpha_{ij} = \partial h_i / \partial x_j` of its
+        ``forward`` (linear in ``x``), from one backward pass on a zero probe ``x`` ``[E, H, 1]``."""
+        differentiable = torch.is_grad_enabled()  # scores or the aggregator's own parameters may need gradients
+        with torch.inference_mode(False), torch.enable_grad():
+            if scores.is_inference():  # inference tensors cannot take part in autograd
+                scores, index = scores.clone(), index.clone()
+            probe = torch.zeros(*scores.shape, 1, dtype=scores.dtype, device=scores.device, requires_grad=True)
+            out = self.forward(probe, index, None, dim_size, 0, scores=scores)  # [N, H, 1]
+            (weights,) = torch.autograd.grad(
+                out.sum(), probe, create_graph=differentiable, allow_unused=True, materialize_grads=True
+            )
+        weights = weights.squeeze(-1)  # [E, H]
+        return weights if differentiable else weights.detach()
 
     def weights(self, scores: Tensor, index: Tensor, dim_size: int | None = None) -> Tensor:
         r"""Per-edge weights ``[E, H]``: :meth:`normalize`, then (in training) attention dropout

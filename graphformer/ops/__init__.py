@@ -1,7 +1,28 @@
-"""Layer 5 of graphformer: kernels and the dispatch that picks one (see :mod:`graphformer.ops.attention`)."""
+"""Layer 5 of graphformer: kernels and the dispatch that picks one (see :mod:`graphformer.ops.attention`).
+
+The sparse path's kernel (fused Triton or PyTorch) is chosen by :mod:`graphformer.ops.backend`:
+:func:`set_sparse_backend`, :func:`sparse_backend`, ``GRAPHFORMER_SPARSE_BACKEND``, and
+:func:`last_sparse_backend` reports which one ran."""
 
 from graphformer.ops.attention import dot_product_attention, dot_product_scores
+from graphformer.ops.backend import (
+    SparseBackendWarning,
+    get_sparse_backend,
+    last_sparse_backend,
+    set_sparse_backend,
+    sparse_backend,
+)
 from graphformer.ops.bias import PairBias
 from graphformer.ops.dense import block_attention
 
-__all__ = ["PairBias", "block_attention", "dot_product_attention", "dot_product_scores"]
+__all__ = [
+    "PairBias",
+    "SparseBackendWarning",
+    "block_attention",
+    "dot_product_attention",
+    "dot_product_scores",
+    "get_sparse_backend",
+    "last_sparse_backend",
+    "set_sparse_backend",
+    "sparse_backend",
+]

@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from graphformer.ops import backend
+
 _CACHE: dict[tuple[int, Any], tuple[weakref.ref, int, Any]] = {}
 
 
@@ -381,10 +383,12 @@ def sparse_attention(
     reference draws it, so the same seed gives the same mask on both. A target with no incoming edge gets zeros.
 
     On CUDA the plain case (no dropout, no returned weights, ``N_dst = N_src``) runs the fused Triton kernel
-    (:func:`graphformer.ops.triton_attention.fused_attention`) when Triton is importable, unless
-    ``torch.use_deterministic_algorithms(True)`` is on (the kernel's backward sums with atomic adds); everything
-    else runs :class:`SparseAttention` (sparse-dense products on CPU in float32/64, gathers elsewhere). Half
-    precision off the Triton kernel is computed in float32 (node-sized copies) and returned in the input dtype.
+    (:func:`graphformer.ops.triton_attention.fused_attention`) when Triton is importable and the kernel passed its
+    self-check on this device and dtype, unless ``torch.use_deterministic_algorithms(True)`` is on (the kernel's
+    backward sums with atomic adds); :mod:`graphformer.ops.backend` decides (``GRAPHFORMER_SPARSE_BACKEND``,
+    :func:`~graphformer.ops.set_sparse_backend`) and :func:`~graphformer.ops.last_sparse_backend` reports the path.
+    Everything else runs :class:`SparseAttention` (sparse-dense products on CPU in float32/64, gathers elsewhere).
+    Half precision off the Triton kernel is computed in float32 (node-sized copies) and returned in the input dtype.
 
     Args:
         query, key: per-head queries (targets) and keys (sources), or both None.
@@ -419,11 +423,18 @@ def sparse_attention(
     if bias is not None and perm is not None:
         bias = bias.index_select(0, perm)
     plain = dropout == 0.0 and not return_weights and num_targets == value.size(0)
-    if plain and value.is_cuda and not torch.are_deterministic_algorithms_enabled():  # backward uses atomic adds
+    if backend.use_fused(value, supported=plain):  # see graphformer.ops.backend: self-checked, or forced
         from graphformer.ops import triton_attention
 
-        if triton_attention.available():
-            return triton_attention.fused_attention(query, key, value, bias, source, target, scale)
+        try:
+            out = triton_attention.fused_attention(query, key, value, bias, source, target, scale)
+        except Exception as error:  # a compile or launch error: PyTorch from now on, unless Triton is forced
+            if not backend.fused_failed(value, error):
+                raise
+        else:
+            backend.record("triton")
+            return out
+    backend.record("torch")
     mask = None
     if dropout > 0.0:
         from graphformer.aggr.attention import dropout_mask

@@ -39,6 +39,8 @@ stored per edge ``[E, H]``.
 
 Half-precision inputs are read and accumulated in float32 (float64 inputs in float64); results are returned in
 the input dtype.
+:func:`~graphformer.ops.sparse.sparse_attention` calls the kernel only through :mod:`graphformer.ops.backend`, which
+self-checks it once per (device, dtype) and otherwise falls back to PyTorch with a warning.
 :class:`~graphformer.ops.sparse.SparseAttention` is the plain-PyTorch reference that the tests compare
 against (run on CPU through Triton's interpreter, ``TRITON_INTERPRET=1``).
 """

@@ -189,6 +189,120 @@ def _case_matches_sparse_attention():
     torch.testing.assert_close(fused, sparse_attention(q, k, v, edge_index, bias=bias, scale=0.5))
 
 
+def _dispatch_inputs(seed: int = 10, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    edge_index = _graph(7, 30, seed=seed)
+    q, k, v = (torch.randn(7, 2, 12, generator=gen).to(dtype).requires_grad_() for _ in range(3))
+    bias = torch.randn(30, 2, generator=gen).to(dtype).requires_grad_()
+    return q, k, v, edge_index, bias
+
+
+def _run_dispatch(choice, q, k, v, edge_index, bias, **kwargs):
+    """``sparse_attention`` under ``sparse_backend(choice)``: output, gradients, the reported path and the
+    SparseBackendWarnings raised."""
+    import warnings
+
+    from graphformer.ops import SparseBackendWarning, last_sparse_backend, sparse_backend
+    from graphformer.ops.sparse import sparse_attention
+
+    with warnings.catch_warnings(record=True) as caught, sparse_backend(choice):
+        warnings.simplefilter("always")
+        out = sparse_attention(q, k, v, edge_index, bias=bias, **kwargs)
+        path = last_sparse_backend()
+    grads = torch.autograd.grad(out, (q, k, v, bias), torch.ones_like(out))
+    return out, grads, path, [w for w in caught if issubclass(w.category, SparseBackendWarning)]
+
+
+@_case
+def _case_dispatch_auto_self_check_picks_triton():
+    """``auto`` (allowed to use the interpreter here) runs the self-check once per dtype; the real kernel passes,
+    so the calls run Triton, with no warning and the numbers of the torch path."""
+    from graphformer.ops import backend
+
+    backend._reset()
+    backend._auto_uses_interpreter = True
+    try:
+        for dtype in (torch.float32, torch.float64):
+            inputs = _dispatch_inputs(dtype=dtype)
+            out, grads, path, warned = _run_dispatch("auto", *inputs)
+            assert path == "triton" and not warned, (path, [str(w.message) for w in warned])
+            assert backend._checked[(torch.device("cpu"), dtype)] is True
+            ref, ref_grads, ref_path, _ = _run_dispatch("torch", *inputs)
+            assert ref_path == "torch"
+            tol = {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else {}
+            torch.testing.assert_close(out, ref, **tol)
+            for g, r in zip(grads, ref_grads):
+                torch.testing.assert_close(g, r, **tol)
+        _, _, path, _ = _run_dispatch("auto", *_dispatch_inputs(), dropout=0.5)  # not supported by the kernel
+        assert path == "torch", path
+    finally:
+        backend._auto_uses_interpreter = False
+        backend._reset()
+
+
+@_case
+def _case_dispatch_forced_triton_skips_the_check():
+    """``triton`` runs the kernel on CPU under the interpreter without a self-check (even where ``auto`` would
+    not use the interpreter)."""
+    from graphformer.ops import backend
+
+    backend._reset()
+    out, _, path, warned = _run_dispatch("triton", *_dispatch_inputs())
+    assert path == "triton" and not warned and not backend._checked
+    ref, _, _, _ = _run_dispatch("torch", *_dispatch_inputs())
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    _, _, path, _ = _run_dispatch("auto", *_dispatch_inputs())  # auto ignores the interpreter by default
+    assert path == "torch" and not backend._checked
+
+
+class _Tampered:
+    """Stands in for a Triton kernel: launches the real one with some arguments changed."""
+
+    def __init__(self, kernel, scale_factor=1.0, **constexprs):
+        self.kernel, self.scale_factor, self.constexprs = kernel, scale_factor, constexprs
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+
+        def run(*args, **kwargs):
+            args = (*args[:-1], args[-1] * self.scale_factor)  # the last positional argument is the scale
+            return launch(*args, **{**kwargs, **self.constexprs})
+
+        return run
+
+
+@_case
+def _case_dispatch_broken_kernel_falls_back():
+    """A real kernel launched wrongly (doubled scale: wrong numbers; BLOCK_E = 3: Triton refuses a block that is
+    not a power of two) fails the self-check: one warning per dtype, then the torch path's numbers."""
+    from graphformer.ops import _triton_kernels as kernels
+    from graphformer.ops import backend
+
+    real = kernels.attention_forward_kernel
+    backend._auto_uses_interpreter = True
+    try:
+        for tampered, expected in ((_Tampered(real, scale_factor=2.0), "max abs error"),
+                                   (_Tampered(real, BLOCK_E=3), "power of 2")):
+            backend._reset()
+            kernels.attention_forward_kernel = tampered
+            inputs = _dispatch_inputs()
+            ref, ref_grads, _, _ = _run_dispatch("torch", *inputs)
+            out, grads, path, warned = _run_dispatch("auto", *inputs)
+            assert path == "torch" and len(warned) == 1, (path, len(warned))
+            message = str(warned[0].message)
+            assert expected in message and "cpu" in message and "float32" in message, message
+            assert "GRAPHFORMER_SPARSE_BACKEND=torch" in message, message
+            torch.testing.assert_close(out, ref)
+            for g, r in zip(grads, ref_grads):
+                torch.testing.assert_close(g, r)
+            _, _, path, warned = _run_dispatch("auto", *inputs)  # cached: no second check, no second warning
+            assert path == "torch" and not warned
+    finally:
+        kernels.attention_forward_kernel = real
+        backend._auto_uses_interpreter = False
+        backend._reset()
+
+
 @functools.partial(_case, registry=COMPILER_CASES)
 def _case_compiles_for_cuda():
     """Ahead-of-time compile both kernels to a cubin for sm_90 (no GPU needed; Triton's NVIDIA backend)."""
