@@ -86,7 +86,8 @@ def _padded_attention(
     attn_mask: Tensor = mask
     if bias is not None:
         scores = bias.dense(length, graphs).to(q.dtype)  # [B, H, L, L], zeros in the padding
-        attn_mask = scores.masked_fill(~mask, float("-inf"))
+        # in place: dense() returns a fresh tensor that autograd does not keep (its backward needs only indices)
+        attn_mask = scores.masked_fill_(~mask, float("-inf"))
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=scale)
 
 
