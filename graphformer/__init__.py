@@ -11,19 +11,24 @@ Layers of the package (each uses only the ones before it): :mod:`graphformer.gra
 :mod:`graphformer.loader` samples mini-batches of neighbourhoods (PyG's ``NeighborLoader`` without pyg-lib).
 """
 
-from graphformer import aggr, analysis, datasets, debug, encodings, graphs, loader, ops
+from graphformer import aggr, analysis, datasets, debug, encodings, graphs, loader, ops, structural
 from graphformer.graphs import causal, fully_connected
 from graphformer.nn import AttentionConv, GATConv, GraphConv, TransformerConv
+from graphformer.structural import DegreeEncoding, EdgePathBias, ShortestPathDistance, SpatialBias, shortest_paths
 from graphformer.transformer import GraphTransformer, GraphTransformerLayer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttentionConv",
+    "DegreeEncoding",
+    "EdgePathBias",
     "GATConv",
     "GraphConv",
     "GraphTransformer",
     "GraphTransformerLayer",
+    "ShortestPathDistance",
+    "SpatialBias",
     "TransformerConv",
     "__version__",
     "aggr",
@@ -36,4 +41,6 @@ __all__ = [
     "graphs",
     "loader",
     "ops",
+    "shortest_paths",
+    "structural",
 ]

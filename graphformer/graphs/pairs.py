@@ -11,7 +11,7 @@ Layout: the pairs of graph ``g`` form a row-major ``[L_g, L_g]`` block (rows = t
 sources ``j``, local positions), the blocks concatenated in graph order. Pair ``(i, j)`` of graph ``g`` sits at
 ``pair_ptr[g] + i * L_g + j`` with ``pair_ptr = [0, cumsum(L_g^2)]``. This is exactly what PyG's ``Batch``
 produces when every graph of a dataset stores its ``[L * L]`` block flat (see
-:class:`~graphformer.encodings.ShortestPathDistance`), so per-graph codes computed once by a transform are
+:class:`~graphformer.structural.ShortestPathDistance`), so per-graph codes computed once by a transform are
 batched by plain concatenation. It is also the order of ``fully_connected(batch).to_edge_index()``.
 """
 
@@ -75,19 +75,23 @@ def pair_nodes(ptr: Tensor) -> tuple[Tensor, Tensor]:
     return start + local // size, start + local % size
 
 
-def padded_pair_index(ptr: Tensor, length: int | None = None) -> Tensor:
+def padded_pair_index(ptr: Tensor, length: int | None = None, graphs: Tensor | None = None) -> Tensor:
     """``[B, L, L]`` position of pair ``(i, j)`` of graph ``g`` in the flat layout; ``P`` (one past the end) where
     ``i`` or ``j`` is padding (``>= L_g``), so that a value appended at position ``P`` fills the padding.
 
-    ``length`` defaults to the largest graph.
+    ``length`` defaults to the largest graph. ``graphs`` (``[B']`` graph ids) restricts the blocks to those graphs,
+    in that order: ``[B', L, L]`` (attention over graphs bucketed by size).
     """
     sizes = ptr.diff()
-    length = int(sizes.max()) if length is None and sizes.numel() > 0 else (length or 0)
     total = int((sizes * sizes).sum())
+    starts = pair_offsets(ptr)[:-1]
+    if graphs is not None:
+        sizes, starts = sizes[graphs], starts[graphs]
+    length = int(sizes.max()) if length is None and sizes.numel() > 0 else (length or 0)
     position = torch.arange(length, device=ptr.device)
     size = sizes.view(-1, 1, 1)  # [B, 1, 1]
     row, column = position.view(1, -1, 1), position.view(1, 1, -1)
-    index = pair_offsets(ptr)[:-1].view(-1, 1, 1) + row * size + column  # [B, L, L]
+    index = starts.view(-1, 1, 1) + row * size + column  # [B, L, L]
     valid = (row < size) & (column < size)
     return torch.where(valid, index, torch.full_like(index, total))
 

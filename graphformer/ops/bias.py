@@ -105,9 +105,10 @@ class PairBias:
         term = self.terms[0]
         return (term.values if term.values is not None else term.table).dtype  # type: ignore[union-attr]
 
-    def dense(self, length: int | None = None) -> Tensor:
-        """``[B, H, L, L]`` scores per padded block (rows = targets), zeros in the padding."""
-        index = padded_pair_index(self.ptr, length)  # [B, L, L]
+    def dense(self, length: int | None = None, graphs: Tensor | None = None) -> Tensor:
+        """``[B, H, L, L]`` scores per padded block (rows = targets), zeros in the padding; ``graphs`` (``[B']``
+        graph ids) keeps only those graphs' blocks, in that order."""
+        index = padded_pair_index(self.ptr, length, graphs)  # [B, L, L]
         out = sum(term.gather(index) for term in self.terms)  # [B, L, L, H]
         return out.permute(0, 3, 1, 2)  # type: ignore[union-attr]
 
