@@ -13,19 +13,35 @@ Layers of the package (each uses only the ones before it): :mod:`graphformer.gra
 
 from graphformer import aggr, analysis, datasets, debug, encodings, graphs, loader, ops
 from graphformer.graphs import causal, fully_connected
-from graphformer.nn import AttentionConv, GATConv, GraphConv, TransformerConv
+from graphformer.nn import (
+    AttentionConv,
+    AttentionReadout,
+    GATConv,
+    GlobalPool,
+    GPSLayer,
+    GraphConv,
+    TransformerConv,
+    VirtualNode,
+    add_virtual_node,
+    shift_edge_index,
+)
 from graphformer.transformer import GraphTransformer, GraphTransformerLayer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttentionConv",
+    "AttentionReadout",
     "GATConv",
+    "GPSLayer",
+    "GlobalPool",
     "GraphConv",
     "GraphTransformer",
     "GraphTransformerLayer",
     "TransformerConv",
+    "VirtualNode",
     "__version__",
+    "add_virtual_node",
     "aggr",
     "analysis",
     "causal",
@@ -36,4 +52,5 @@ __all__ = [
     "graphs",
     "loader",
     "ops",
+    "shift_edge_index",
 ]
