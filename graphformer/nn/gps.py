@@ -168,7 +168,7 @@ class GPSLayer(nn.Module):
         **kwargs: Any,
     ) -> Tensor:
         """Returns ``out [N, D]``; ``kwargs`` go to the local ``conv``, ``attn_bias`` to the global attention."""
-        x = check_features(self, x, self.channels)
+        x = check_features(self.attn, x, self.channels)  # the attention's parameters have the layer's dtype
         structure = _structure_of(batch, x.size(0), x.device)
         norm_kwargs: dict[str, Any] = {}
         if self.norm_with_batch:

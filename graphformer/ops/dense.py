@@ -25,10 +25,12 @@ from graphformer.ops.sparse import cached_on
 
 # Bucketed padding (graphs of unequal sizes): bucket k holds the graphs with L_max / r^(k+1) < L_g <= L_max / r^k
 # for r = BUCKET_RATIO (the last bucket everything smaller), so padding wastes at most a factor r^2 of a bucket's
-# work. Used when it cuts the padded work sum_b n_b L_b^2 to at most BUCKET_MIN_SAVING of B L_max^2.
+# work. Used when it cuts the padded work sum_b n_b L_b^2 to at most BUCKET_MIN_SAVING of B L_max^2, and only when
+# that work is at least BUCKET_MIN_PAIRS (below, the ~20 small ops that build the buckets cost more than they save).
 BUCKET_RATIO = 1.25
 BUCKET_MAX = 16
 BUCKET_MIN_SAVING = 0.75
+BUCKET_MIN_PAIRS = 2**15
 
 
 def _positions(structure: BlockStructure) -> tuple[Tensor, Tensor]:
@@ -59,7 +61,7 @@ def size_buckets(structure: BlockStructure) -> SizeBuckets | None:
     ``structure.ptr`` (a stack of layers on one batch pays it once). Never used while ``torch.compile`` traces
     (the buckets' shapes depend on values).
     """
-    if torch.compiler.is_compiling() or structure.num_graphs < 2:
+    if torch.compiler.is_compiling() or structure.num_graphs * structure.max_size**2 < BUCKET_MIN_PAIRS:
         return None
     return cached_on(structure.ptr, "size_buckets", lambda: _size_buckets(structure))
 

@@ -64,10 +64,10 @@ def test_equal_sizes_run_one_unmasked_sdpa_without_padding_or_sync(name):
 
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
 def test_size_buckets_equal_the_reference_with_gradients(name):
-    """Graphs of 1 to 40 nodes and an empty one (molecule-like spread) run bucketed; forward and gradients match."""
+    """Graphs of 1 to 60 nodes and an empty one (molecule-like spread) run bucketed; forward and gradients match."""
     from graphformer.ops.dense import size_buckets
 
-    sizes = torch.tensor([40, 0, 1, 7, 33, 12, 40, 25, 3, 18, 9, 31])
+    sizes = torch.tensor([60, 0, 1, 7, 33, 12, 60, 25, 3, 18, 9, 31])  # B L_max^2 above BUCKET_MIN_PAIRS
     batch = torch.arange(len(sizes)).repeat_interleave(sizes)
     structure = STRUCTURES[name](batch)  # graph 1 is empty: no node has its id
     assert structure.num_graphs == len(sizes)
@@ -86,5 +86,7 @@ def test_size_buckets_equal_the_reference_with_gradients(name):
 def test_size_buckets_are_skipped_when_padding_is_cheap():
     from graphformer.ops.dense import size_buckets
 
-    assert size_buckets(gf.fully_connected(torch.tensor([0, 0, 0, 0, 1, 1, 1]))) is None  # 4 and 3 nodes
-    assert size_buckets(gf.fully_connected(torch.zeros(5, dtype=torch.long))) is None  # one graph
+    sizes = torch.tensor([200, 180, 190, 170])  # within a factor 1.25: one bucket saves little
+    assert size_buckets(gf.fully_connected(torch.arange(4).repeat_interleave(sizes))) is None
+    sizes = torch.tensor([20, 2, 3])  # small: building buckets would cost more than it saves
+    assert size_buckets(gf.fully_connected(torch.arange(3).repeat_interleave(sizes))) is None
