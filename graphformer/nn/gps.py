@@ -69,7 +69,8 @@ class GPSLayer(nn.Module):
     (``nn.MultiheadAttention`` as a GNN layer) on :func:`~graphformer.graphs.fully_connected` ``(batch)``: every
     node attends to every node of its own graph, itself included. It runs on graphformer's dense block path
     (``scaled_dot_product_attention`` per graph), never padding ``x`` itself. :math:`W_1` is ``[channels,
-    2 channels]``. The constructor and ``forward`` are those of PyG's ``GPSConv``; :meth:`from_pyg` copies one.
+    2 channels]``. The constructor and ``forward`` are those of PyG's ``GPSConv``; :meth:`from_pyg` copies one, and
+    ``load_state_dict`` accepts a ``GPSConv``'s state_dict (its stacked ``in_proj`` is split into Q/K/V).
 
     Args:
         channels: features per node ``D``.
@@ -236,6 +237,15 @@ class GPSLayer(nn.Module):
         new._set_norm_arguments()
         new.train(layer.training)
         return new
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        """Also load a PyG ``GPSConv``'s state_dict: its ``nn.MultiheadAttention`` stacks Q/K/V in ``in_proj``."""
+        for name in ("weight", "bias"):
+            stacked = state_dict.pop(f"{prefix}attn.in_proj_{name}", None)
+            if stacked is not None:
+                for proj, part in zip("qkv", stacked.chunk(3)):
+                    state_dict[f"{prefix}attn.{proj}_proj.{name}"] = part
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, heads={self.heads}, dropout={self.dropout}, attn_type={self.attn_type}"

@@ -77,6 +77,16 @@ def test_from_pyg_equals_gps_conv_forward_and_gradients(conv, norm):
             torch.testing.assert_close(mine[name], grad, atol=1e-5, rtol=1e-5, msg=name)
 
 
+def test_loads_a_gps_conv_state_dict():
+    pyg = GPSConv(CHANNELS, _local("pyg_gin"), heads=HEADS).eval()
+    ours = GPSLayer(CHANNELS, _local("pyg_gin"), heads=HEADS).eval()
+    ours.load_state_dict(pyg.state_dict())
+    data = _batch([5, 2, 8])
+    torch.testing.assert_close(ours(data.x, data.edge_index, data.batch), pyg(data.x, data.edge_index, data.batch),
+                               atol=1e-5, rtol=1e-5)
+    ours.load_state_dict(ours.state_dict())  # its own state_dict still loads
+
+
 def test_gradcheck_float64():
     data = _batch([3, 1, 4], channels=4, dtype=torch.float64)
     conv = GINConv(nn.Linear(4, 4)).double()
