@@ -3,8 +3,9 @@
 Suites: ``dense`` (complete graphs over L), ``sparse`` (explicit random / power-law graphs over E),
 ``aggr`` (sum / mean / max / attention aggregation over E messages), ``long`` (one long sequence of length L
 under a complete graph vs a sliding window, implicit or materialised), ``train`` (layers in training mode with
-attention dropout on a random graph, and one training step of a 2-layer GAT on Cora). Every case names its
-``peer``, the implementation it is compared against in the same run.
+attention dropout on a random graph, and one training step of a 2-layer GAT on Cora), ``graph`` (whole-graph
+transformers: ``GPSLayer`` against PyG's ``GPSConv`` with the same weights on batches of molecule-sized and larger
+graphs). Every case names its ``peer``, the implementation it is compared against in the same run.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ TRAIN_PEERS = {"gat": "pyg_gat", "transformer": "pyg_transformer", "cora_gat_epo
 TRAIN_LAYER_IMPLS = ["pyg_gat", "gat", "pyg_transformer", "transformer"]
 TRAIN_CORA_IMPLS = ["pyg_cora_gat_epoch", "cora_gat_epoch"]
 CORA_EDGES = 10_556
+# whole-graph layers in training mode: GPSLayer.from_pyg(GPSConv(64, GINConv(MLP), heads=4)) against the GPSConv,
+# on 128 molecule-sized graphs (10-60 nodes, ~2.2 directed edges per node) and on 8 graphs of 200-1,000 nodes
+GRAPH_PEERS = {"gps": "pyg_gps"}
+GRAPH_IMPLS = ["pyg_gps", "gps"]
+GRAPH_CHANNELS, GRAPH_HEADS = 64, 4
+# graph kind -> (number of graphs, smallest, largest graph); quick mode: a few small graphs
+GRAPH_BATCHES = {"molecules": (128, 10, 60), "large": (8, 200, 1000)}
+GRAPH_BATCHES_QUICK = {"molecules": (16, 4, 20), "large": (2, 30, 80)}
 
 
 def _dense_sizes(quick: bool) -> dict[str, int]:
@@ -97,8 +106,13 @@ def list_cases(suite: str, quick: bool) -> list[dict[str, Any]]:
         for impl in TRAIN_CORA_IMPLS:
             cases.append({"suite": suite, "impl": impl, "size": CORA_EDGES, "graph": "cora",
                           "peer": TRAIN_PEERS.get(impl), "quick": quick})
+    elif suite == "graph":
+        for graph, (num_graphs, _, _) in (GRAPH_BATCHES_QUICK if quick else GRAPH_BATCHES).items():
+            for impl in GRAPH_IMPLS:
+                cases.append({"suite": suite, "impl": impl, "size": num_graphs, "graph": graph,
+                              "peer": GRAPH_PEERS.get(impl), "quick": quick})
     else:
-        raise ValueError(f"`suite` must be one of dense, sparse, aggr, long, train; got {suite!r}")
+        raise ValueError(f"`suite` must be one of dense, sparse, aggr, long, train, graph; got {suite!r}")
     return cases
 
 
@@ -320,8 +334,51 @@ def _cora_gat_case(impl: str, device: torch.device) -> Callable[[], Tensor]:
     return step
 
 
+def graph_batch(num_graphs: int, smallest: int, largest: int, channels: int, gen: torch.Generator) -> tuple[
+    Tensor, Tensor, Tensor
+]:
+    """``(x [N, channels], edge_index [2, E], batch [N])``: ``num_graphs`` random graphs of ``smallest``-``largest``
+    nodes with ``1.1 L`` random undirected edges each (2.2 directed edges per node, like molecules)."""
+    sizes = torch.randint(smallest, largest + 1, (num_graphs,), generator=gen)
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
+    edges = []
+    for start, size in zip(ptr.tolist(), sizes.tolist()):
+        pairs = torch.randint(0, size, (2, round(1.1 * size)), generator=gen) + start
+        edges.append(torch.cat([pairs, pairs.flip(0)], 1))
+    batch = torch.arange(num_graphs).repeat_interleave(sizes)
+    return torch.randn(int(ptr[-1]), channels, generator=gen), torch.cat(edges, 1), batch
+
+
+def _graph_case(impl: str, graph: str, quick: bool, device: torch.device) -> Callable[[], Tensor]:
+    """One GPS layer in training mode (fwd + bwd) on a batch of graphs; ours is PyG's copied with ``from_pyg``.
+
+    Every call passes a fresh ``batch`` tensor (a clone), as a training loop does with a new mini-batch, so the
+    per-batch work (PyG's ``to_dense_batch``; our ``fully_connected`` structure and size buckets, cached per
+    ``batch`` tensor) is timed in every step.
+    """
+    from torch import nn
+    from torch_geometric.nn import GINConv, GPSConv
+
+    from graphformer.nn import GPSLayer
+
+    num_graphs, smallest, largest = (GRAPH_BATCHES_QUICK if quick else GRAPH_BATCHES)[graph]
+    c = GRAPH_CHANNELS
+    x, edge_index, batch = graph_batch(num_graphs, smallest, largest, c, torch.Generator().manual_seed(0))
+    x, edge_index, batch = x.to(device).requires_grad_(), edge_index.to(device), batch.to(device)
+    torch.manual_seed(0)
+    local = GINConv(nn.Sequential(nn.Linear(c, c), nn.ReLU(), nn.Linear(c, c)))
+    layer: nn.Module = GPSConv(c, local, heads=GRAPH_HEADS).to(device).train()
+    if impl == "gps":
+        layer = GPSLayer.from_pyg(layer)
+    elif impl != "pyg_gps":
+        raise ValueError(f"unknown graph impl {impl!r}")
+    return lambda: layer(x, edge_index, batch.clone())
+
+
 def build(case: dict[str, Any], device: torch.device) -> Callable[[], Tensor]:
     """The forward closure of ``case`` on ``device``."""
+    if case["suite"] == "graph":
+        return _graph_case(case["impl"], case["graph"], case["quick"], device)
     if case["suite"] == "train":
         if case["graph"] == "cora":
             return _cora_gat_case(case["impl"], device)

@@ -7,6 +7,7 @@ hold memory for the next). Time is forward + backward, the median of repeated ru
     python -m benchmarks.run --suite sparse --device cuda --quick
     python -m benchmarks.run --suite long --device cpu --threads 1 --out /tmp/long
     python -m benchmarks.run --suite train --device cpu --threads 1 --out /tmp/train
+    python -m benchmarks.run --suite graph --device cpu --threads 1 --out /tmp/graph
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SUITES = ("dense", "sparse", "aggr", "long", "train")
+SUITES = ("dense", "sparse", "aggr", "long", "train", "graph")
 # nominal peak memory bandwidth (bytes/s) by device name, for the achieved-bandwidth fraction on CUDA
 PEAK_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12, "L4": 0.3e12, "A10": 0.6e12, "T4": 0.32e12}
 MEMORY_CAP_BYTES = 4 * 1024**3
@@ -120,7 +121,7 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """One table per suite."""
     lines = [f"Device: {meta['device_desc']}; date {meta['date']}; command `{meta['command']}`", ""]
-    size_name = {"dense": "L", "sparse": "E", "aggr": "E", "long": "L", "train": "E"}
+    size_name = {"dense": "L", "sparse": "E", "aggr": "E", "long": "L", "train": "E", "graph": "graphs"}
     for suite in SUITES:
         rows = [r for r in results if r["suite"] == suite]
         if not rows:
@@ -159,7 +160,8 @@ def plot(results: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             for impl in dict.fromkeys(r["impl"] for r in rows):
                 pts = sorted((r["size"], r["time_s"] * 1e3) for r in rows if r["impl"] == impl)
                 ax.plot(*zip(*pts), marker="o", label=impl)
-            ax.set(xscale="log", yscale="log", xlabel="L" if suite in ("dense", "long") else "E", ylabel="fwd+bwd (ms)",
+            xlabel = {"dense": "L", "long": "L", "graph": "graphs in the batch"}.get(suite, "E")
+            ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="fwd+bwd (ms)",
                    title=f"{suite} / {graph}")
             ax.legend(fontsize=7)
             fig.tight_layout()

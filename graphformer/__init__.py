@@ -13,7 +13,18 @@ Layers of the package (each uses only the ones before it): :mod:`graphformer.gra
 
 from graphformer import aggr, analysis, datasets, debug, encodings, graphs, loader, ops, structural
 from graphformer.graphs import causal, fully_connected
-from graphformer.nn import AttentionConv, GATConv, GraphConv, TransformerConv
+from graphformer.nn import (
+    AttentionConv,
+    AttentionReadout,
+    GATConv,
+    GlobalPool,
+    GPSLayer,
+    GraphConv,
+    TransformerConv,
+    VirtualNode,
+    add_virtual_node,
+    shift_edge_index,
+)
 from graphformer.structural import DegreeEncoding, EdgePathBias, ShortestPathDistance, SpatialBias, shortest_paths
 from graphformer.transformer import GraphTransformer, GraphTransformerLayer
 
@@ -23,14 +34,19 @@ __all__ = [
     "AttentionConv",
     "DegreeEncoding",
     "EdgePathBias",
+    "AttentionReadout",
     "GATConv",
+    "GPSLayer",
+    "GlobalPool",
     "GraphConv",
     "GraphTransformer",
     "GraphTransformerLayer",
     "ShortestPathDistance",
     "SpatialBias",
     "TransformerConv",
+    "VirtualNode",
     "__version__",
+    "add_virtual_node",
     "aggr",
     "analysis",
     "causal",
@@ -43,4 +59,5 @@ __all__ = [
     "ops",
     "shortest_paths",
     "structural",
+    "shift_edge_index",
 ]

@@ -81,3 +81,33 @@ def test_dense_cases_share_weights_and_inputs():
     torch_out = build(cases["torch_encoder_layer"], torch.device("cpu"))()
     ours = build(cases["graphformer"], torch.device("cpu"))()
     torch.testing.assert_close(ours, torch_out.reshape(ours.shape), atol=1e-5, rtol=1e-4)
+
+
+def test_quick_graph_suite_runs_gps_against_pyg(tmp_path):
+    """Suite ``graph``: GPSLayer (copied with from_pyg) against PyG's GPSConv, time and memory ratios in one run."""
+    results = main(["--suite", "graph", "--quick", "--device", "cpu", "--impls", "gps,pyg_gps", "--sizes", "16",
+                    "--repeats", "1", "--warmup", "0", "--threads", "1", "--out", str(tmp_path)])
+    assert {r["impl"] for r in results} == {"gps", "pyg_gps"} and all(r["graph"] == "molecules" for r in results)
+    ours = next(r for r in results if r["impl"] == "gps")
+    assert ours["time_s"] > 0 and ours["threads"] == 1 and ours["peer"] == "pyg_gps"
+    assert "time_ratio_to_peer" in ours and "memory_ratio_to_peer" in ours
+    markdown = (tmp_path / "cpu" / "results.md").read_text()
+    assert "### graph" in markdown and "| molecules | 16 | gps |" in markdown
+    assert (tmp_path / "cpu" / "graph_molecules.png").exists()
+
+
+def test_graph_cases_share_weights_and_inputs():
+    """The two GPS cases compute the same function on the same batch (eval mode, so BatchNorm is deterministic)."""
+    import torch
+
+    from benchmarks.cases import build, list_cases
+
+    cases = {c["impl"]: c for c in list_cases("graph", quick=True) if c["graph"] == "large"}
+    assert {c["graph"] for c in list_cases("graph", quick=False)} == {"molecules", "large"}
+    outputs = []
+    for impl in ("pyg_gps", "gps"):
+        fn = build(cases[impl], torch.device("cpu"))
+        layer = next(c.cell_contents for c in fn.__closure__ if isinstance(c.cell_contents, torch.nn.Module))
+        layer.eval()
+        outputs.append(fn())
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=1e-5)

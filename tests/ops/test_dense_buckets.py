@@ -7,8 +7,8 @@ import torch
 
 from graphformer.aggr import Attention
 from graphformer.graphs import causal, fully_connected, window
-from graphformer.ops import PairBias, dot_product_attention
-from graphformer.ops.dense import block_attention, size_buckets
+from graphformer.ops import PairBias, dense, dot_product_attention
+from graphformer.ops.dense import block_attention
 
 SIZES = [1, 3, 20, 7, 16, 2, 40, 9]
 
@@ -17,19 +17,13 @@ class Ref(Attention):
     """Forces the gather/softmax/scatter reference path."""
 
 
-def test_size_buckets():
-    assert size_buckets(torch.tensor([5, 5, 4])) is None  # little padding: one block
-    buckets = size_buckets(torch.tensor(SIZES))
-    assert buckets is not None and 1 < len(buckets) <= 8
-    assert sorted(torch.cat(buckets).tolist()) == list(range(len(SIZES)))
-    assert size_buckets(torch.arange(1, 200)) is not None and len(size_buckets(torch.arange(1, 200))) <= 8
-
-
 @pytest.mark.parametrize("make", [fully_connected, causal, lambda b: window(b, 2)], ids=["full", "causal", "window"])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_bucketed_equals_reference(make, with_bias):
+def test_bucketed_equals_reference(make, with_bias, monkeypatch):
+    monkeypatch.setattr(dense, "BUCKET_MIN_PAIRS", 0)  # bucket this small batch too
     batch = torch.repeat_interleave(torch.arange(len(SIZES)), torch.tensor(SIZES))
     structure = make(batch)
+    assert dense.size_buckets(structure) is not None
     n, heads, channels = batch.numel(), 2, 4
     q, k, v = (torch.randn(n, heads, channels, dtype=torch.float64, requires_grad=True) for _ in range(3))
     bias = None
