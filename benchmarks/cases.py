@@ -111,6 +111,11 @@ def list_cases(suite: str, quick: bool) -> list[dict[str, Any]]:
             for impl in GRAPH_IMPLS:
                 cases.append({"suite": suite, "impl": impl, "size": num_graphs, "graph": graph,
                               "peer": GRAPH_PEERS.get(impl), "quick": quick})
+        # SPD-biased global attention vs a padded [B, H, N_max, N_max] implementation (benchmarks/bias_cases.py)
+        from benchmarks import bias_cases
+
+        for case in bias_cases.list_cases(quick):
+            cases.append({**case, "suite": suite, "graph": f"spd_bias_{case['graph']}", "kind": "bias"})
     else:
         raise ValueError(f"`suite` must be one of dense, sparse, aggr, long, train, graph; got {suite!r}")
     return cases
@@ -377,6 +382,10 @@ def _graph_case(impl: str, graph: str, quick: bool, device: torch.device) -> Cal
 
 def build(case: dict[str, Any], device: torch.device) -> Callable[[], Tensor]:
     """The forward closure of ``case`` on ``device``."""
+    if case["suite"] == "graph" and case.get("kind") == "bias":
+        from benchmarks import bias_cases
+
+        return bias_cases.build(case, device)
     if case["suite"] == "graph":
         return _graph_case(case["impl"], case["graph"], case["quick"], device)
     if case["suite"] == "train":

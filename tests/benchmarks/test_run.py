@@ -103,7 +103,9 @@ def test_graph_cases_share_weights_and_inputs():
     from benchmarks.cases import build, list_cases
 
     cases = {c["impl"]: c for c in list_cases("graph", quick=True) if c["graph"] == "large"}
-    assert {c["graph"] for c in list_cases("graph", quick=False)} == {"molecules", "large"}
+    assert {c["graph"] for c in list_cases("graph", quick=False)} == {
+        "molecules", "large", "spd_bias_molecules", "spd_bias_large"
+    }
     outputs = []
     for impl in ("pyg_gps", "gps"):
         fn = build(cases[impl], torch.device("cpu"))
