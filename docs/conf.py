@@ -50,7 +50,6 @@ autodoc_default_options = {"show-inheritance": True}
 autodoc_inherit_docstrings = False
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
-autodoc_mock_imports = ["triton"]  # optional dependency of the fused CUDA kernel
 napoleon_google_docstring = True
 napoleon_numpy_docstring = True
 napoleon_custom_sections = ["Shapes", "Shape"]  # PyG-style bullet lists of tensor shapes
