@@ -152,8 +152,12 @@ def head_mask(model: nn.Module, mask: Tensor | dict[int, Any]) -> Iterator[None]
 
     Example::
 
+        >>> model = gf.GraphTransformer(16, 4, num_layers=2, dim_feedforward=32).eval()
+        >>> x, graph = torch.randn(5, 16), gf.fully_connected(num_nodes=5)
         >>> with head_mask(model, {0: [1, 3]}):  # zero heads 1 and 3 of the first attention layer
-        ...     loss = evaluate(model)
+        ...     masked = model(x, graph)
+        >>> torch.allclose(masked, model(x, graph))  # the hooks are gone after the block
+        False
     """
     layers, dense = _mask_tensor(model, mask)
     handles = []

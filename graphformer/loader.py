@@ -173,9 +173,9 @@ class NeighborLoader(torch_geometric.loader.NeighborLoader):
         num_neighbors: a list of ints, one per hop: incoming edges to sample per node; ``-1`` takes all.
         input_nodes: seed nodes, as indices (``LongTensor`` or list) or a boolean mask ``[N]``; ``None``: all.
         replace: sample with replacement.
-        subgraph_type, disjoint, temporal_strategy, time_attr, weight_attr, input_time, transform,
-            transform_sampler_output, is_sorted, filter_per_worker, neighbor_sampler, directed: as in PyG's
-            ``NeighborLoader``.
+        subgraph_type: as in PyG's ``NeighborLoader``, and so are ``disjoint``, ``temporal_strategy``,
+            ``time_attr``, ``weight_attr``, ``input_time``, ``transform``, ``transform_sampler_output``,
+            ``is_sorted``, ``filter_per_worker``, ``neighbor_sampler`` and ``directed``.
         **kwargs: ``torch.utils.data.DataLoader`` arguments: ``batch_size``, ``shuffle``, ``generator``,
             ``num_workers``, ...
 

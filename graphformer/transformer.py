@@ -94,7 +94,10 @@ class GraphTransformerLayer(nn.Module):
 
         >>> torch_layer = nn.TransformerEncoderLayer(64, 4, batch_first=True).eval()
         >>> layer = GraphTransformerLayer.from_torch(torch_layer)
-        >>> out = layer(tokens, fully_connected(batch))  # == torch_layer(padded, src_key_padding_mask=...)
+        >>> tokens, batch = torch.randn(10, 64), torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])  # 2 sentences
+        >>> out = layer(tokens, gf.fully_connected(batch))  # == torch_layer(padded, src_key_padding_mask=...)
+        >>> out.shape
+        torch.Size([10, 64])
     """
 
     def __init__(
@@ -249,8 +252,9 @@ class GraphTransformer(nn.Module):
     Layers are built in a loop (each with its own initialisation), not deep-copied from one layer.
 
     Args:
-        d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, norm_first, bias, edge_dim,
-        aggr: as in :class:`GraphTransformerLayer`, shared by every layer.
+        d_model: as in :class:`GraphTransformerLayer`, shared by every layer, and so are ``nhead``,
+            ``dim_feedforward``, ``dropout``, ``activation``, ``layer_norm_eps``, ``norm_first``, ``bias``,
+            ``edge_dim`` and ``aggr``.
         num_layers: number of layers.
         final_norm: apply a LayerNorm after the last layer (as ``nn.TransformerEncoder(norm=...)``; usual
             with ``norm_first=True``).

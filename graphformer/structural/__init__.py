@@ -9,12 +9,14 @@
 * node encodings added to the features: :class:`DegreeEncoding` (centrality) and :class:`LaplacianPE`
   (projected Laplacian eigenvectors from PyG's ``AddLaplacianEigenvectorPE``; PyG's ``AddRandomWalkPE`` gives RWSE).
 
-Example::
+Example (needs a dataset, so it is not run as a doctest):
 
-    >>> dataset = MyDataset(root, pre_transform=ShortestPathDistance(max_distance=5, paths=True))
-    >>> spatial, edges = SpatialBias(8, max_distance=5), EdgePathBias(edge_dim=16, num_heads=8, max_path_length=5)
-    >>> bias = spatial(batch.spd, batch) + edges(batch.edge_attr, batch_path_edges(batch.spd_path, batch), batch)
-    >>> out = layer(x + degree(batch.edge_index, batch.num_nodes), fully_connected(batch), attn_bias=bias)
+.. code-block:: python
+
+    dataset = MyDataset(root, pre_transform=ShortestPathDistance(max_distance=5, paths=True))
+    spatial, edges = SpatialBias(8, max_distance=5), EdgePathBias(edge_dim=16, num_heads=8, max_path_length=5)
+    bias = spatial(batch.spd, batch) + edges(batch.edge_attr, batch_path_edges(batch.spd_path, batch), batch)
+    out = layer(x + degree(batch.edge_index, batch.num_nodes), fully_connected(batch), attn_bias=bias)
 """
 
 from graphformer.structural.degree import DegreeEncoding

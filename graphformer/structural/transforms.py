@@ -32,11 +32,13 @@ class ShortestPathDistance(BaseTransform):
         paths: also store the path edge ids.
         attr: attribute name (default ``"spd"``; the paths go to ``attr + "_path"``).
 
-    Example::
+    Example (needs a dataset, so it is not run as a doctest):
 
-        >>> dataset = MyDataset(root, pre_transform=ShortestPathDistance(max_distance=20))
-        >>> batch = next(iter(DataLoader(dataset, batch_size=32)))
-        >>> bias = SpatialBias(num_heads=8, max_distance=20)(batch.spd, batch)
+    .. code-block:: python
+
+        dataset = MyDataset(root, pre_transform=ShortestPathDistance(max_distance=20))
+        batch = next(iter(DataLoader(dataset, batch_size=32)))
+        bias = SpatialBias(num_heads=8, max_distance=20)(batch.spd, batch)
     """
 
     def __init__(self, max_distance: int | None = None, paths: bool = False, attr: str = "spd") -> None:
