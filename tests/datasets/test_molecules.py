@@ -110,8 +110,13 @@ def test_load_csv_errors_name_row_and_column(tmp_path, text, match):
     assert sorted(tmp_path.iterdir()) == before  # nothing written
 
 
-def test_load_solubility():
-    train, test = molecules.load_solubility()
+@pytest.fixture(scope="module")
+def solubility():
+    return molecules.load_solubility()
+
+
+def test_load_solubility(solubility):
+    train, test = solubility
     assert (len(train), len(test)) == (1025, 257)
     assert train[0].smiles == "CCCCC" and train[0].y.item() == pytest.approx(-3.18)
     y = torch.cat([d.y for d in train])
@@ -134,8 +139,8 @@ def scaffold(item) -> str:
 
 
 @pytest.fixture(scope="module")
-def dataset():
-    return molecules.load_solubility()[0][::3]  # 342 molecules from the whole file (it is ordered by class)
+def dataset(solubility):
+    return solubility[0][::3]  # 342 molecules from the whole file (it is ordered by class)
 
 
 @pytest.mark.parametrize("fractions", [(0.8, 0.1, 0.1), (0.9, 0.1, 0.0), (0.6, 0.2, 0.2)])
