@@ -50,8 +50,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "examples" / "results" / "molecules"
 
 #: Defaults of a full run and of ``--quick`` (a smoke test in seconds), for options left unset.
-FULL = {"seeds": 3, "epochs": 60, "hidden": 64, "layers": 4, "heads": 4, "pe_dim": 8, "batch_size": 32,
-        "patience": 20, "max_molecules": None}
+FULL = {"seeds": 3, "epochs": 120, "hidden": 64, "layers": 4, "heads": 4, "pe_dim": 8, "batch_size": 32,
+        "patience": 40, "max_molecules": None}
 QUICK = {"seeds": 1, "epochs": 2, "hidden": 16, "layers": 1, "heads": 2, "pe_dim": 2, "batch_size": 16,
          "patience": 2, "max_molecules": 48}
 SPLITS = {"random": molecules.random_split, "scaffold": molecules.scaffold_split}
@@ -75,9 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model = parser.add_argument_group("models and training")
     model.add_argument("--models", default=",".join(RUNNERS), help=f"comma-separated, from {', '.join(RUNNERS)}")
     model.add_argument("--seeds", type=int, default=None, help="model seeds 0 .. N-1 (default 3)")
-    model.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 60)")
+    model.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 120)")
     model.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better "
-                                                                  "dev RMSE (default 20)")
+                                                                  "dev RMSE (default 40)")
     model.add_argument("--hidden", type=int, default=None, help="width of every model (default 64)")
     model.add_argument("--layers", type=int, default=None, help="layers of every model (default 4)")
     model.add_argument("--heads", type=int, default=None, help="attention heads (default 4)")
@@ -95,6 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           f"--quick a temporary folder, so a smoke test never overwrites the table)")
     run.add_argument("--json", type=Path, default=None, help="results JSON (default OUT_DIR/results.json)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    run.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="PATH",
+                     help="train nothing: merge the models of earlier --json outputs (runs made in parallel), then "
+                          "write the table, JSON and PNG")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -456,8 +459,35 @@ def plot(results: dict[str, dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def write_outputs(results: dict[str, dict], meta: dict, args: argparse.Namespace) -> None:
+    """The table (printed and ``results.md``), the JSON and the PNG."""
+    table = markdown(results, meta)
+    print("\n" + table)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"meta": meta, "models": results}, indent=1) + "\n")
+    (args.out_dir / "results.md").write_text(f"# Molecular property regression (`examples/molecules.py`)\n\n{table}")
+    plot(results, args.out_dir / "results.png", f"{meta['data']}\n{meta['sizes']}; {meta['device']}; {meta['date']}")
+    print(f"wrote {args.json}, {args.out_dir / 'results.md'} and {args.out_dir / 'results.png'}")
+
+
+def merge(paths: list[Path]) -> tuple[dict[str, dict], dict]:
+    """Models of several ``--json`` outputs (in registry order; a later file wins) and the first file's meta."""
+    loaded = [json.loads(Path(path).read_text()) for path in paths]
+    models = {name: row for saved in loaded for name, row in saved["models"].items()}
+    meta = {**loaded[0]["meta"], "command": " + ".join(saved["meta"]["command"] for saved in loaded)}
+    for key in ("data", "sizes", "seeds", "epochs", "patience", "hidden", "layers", "batch_size", "lr"):
+        if any(saved["meta"][key] != meta[key] for saved in loaded):
+            raise ValueError(f"--from-json files differ in {key!r}: {[saved['meta'][key] for saved in loaded]}")
+    return {name: models[name] for name in sorted(models, key=list(RUNNERS).index)}, meta
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.from_json:
+        results, meta = merge(args.from_json)
+        write_outputs(results, meta, args)
+        return {"meta": meta, "models": results}
     torch.set_num_threads(args.threads)
     splits, source = load_splits(args)  # raises before anything is written
     sizes = ", ".join(f"{len(items)} {name}" for name, items in splits.items())
@@ -480,12 +510,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{row['parameters']:,} parameters", flush=True)
         args.json.parent.mkdir(parents=True, exist_ok=True)  # rewritten after every model: an interrupted run
         args.json.write_text(json.dumps({"meta": meta, "models": results}, indent=1) + "\n")  # keeps its rows
-    table = markdown(results, meta)
-    print("\n" + table)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "results.md").write_text(f"# Molecular property regression (`examples/molecules.py`)\n\n{table}")
-    plot(results, args.out_dir / "results.png", f"{source}\n{sizes}; {device_name}; {meta['date']}")
-    print(f"wrote {args.json}, {args.out_dir / 'results.md'} and {args.out_dir / 'results.png'}")
+    write_outputs(results, meta, args)
     return {"meta": meta, "models": results}
 
 

@@ -57,6 +57,8 @@ def test_quick_run_on_the_default_data_with_a_test_csv(example, tiny_csv, tmp_pa
     assert list(models) == ["ridge", "transformer-lappe"]
     assert all(len(row["runs"]) == 2 and row["test_rmse"] > 0 for row in models.values())
     assert models["ridge"]["test_rmse_std"] == 0  # closed form: the same for every seed
+    merged = example.main(["--from-json", str(json_path), str(json_path), "--out-dir", str(tmp_path / "merged")])
+    assert merged["models"] == models and (tmp_path / "merged" / "results.png").exists()
     example.main(["--quick", "--models", "graphconv", "--test-csv", str(tiny_csv), "--target-column", "logS",
                   "--no-progress", "--out-dir", str(tmp_path / "with_test_csv")])
     meta = json.loads((tmp_path / "with_test_csv" / "results.json").read_text())["meta"]
