@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install graphformer and its dependencies into the current Python environment.
-#   bash scripts/setup.sh            # library + example dependencies
+#   bash scripts/setup.sh            # library + example dependencies (extras `examples` and `molecules`: RDKit)
 #   bash scripts/setup.sh test       # ... + test tools (pytest, hypothesis, ruff; triton where none is installed)
 # torch: if one is already importable (e.g. a CUDA build) it is kept as it is; otherwise the pinned CPU
 # build torch==$GRAPHFORMER_TORCH_VERSION (default 2.13.0) is installed first -- from PyTorch's CPU wheel index
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="${GRAPHFORMER_TORCH_VERSION:-2.13.0}"
-extras="examples"
+extras="examples,molecules"
 [ "${1:-}" = "test" ] && extras="test"
 
 CPU_INDEX="${GRAPHFORMER_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
