@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 import graphformer
 from graphformer.datasets import molecules
+from graphformer.structural import DegreeEncoding, EdgePathBias, ShortestPathDistance, SpatialBias, batch_path_edges
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "examples" / "results" / "molecules"
@@ -55,6 +56,7 @@ FULL = {"seeds": 3, "epochs": 120, "hidden": 64, "layers": 4, "heads": 4, "pe_di
 QUICK = {"seeds": 1, "epochs": 2, "hidden": 16, "layers": 1, "heads": 2, "pe_dim": 2, "batch_size": 16,
          "patience": 2, "max_molecules": 48}
 SPLITS = {"random": molecules.random_split, "scaffold": molecules.scaffold_split}
+MAX_DISTANCE = 8  # Graphormer's distance buckets 0..8 (+ unreachable); edge paths keep their first 8 bonds
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -149,7 +151,9 @@ def load_splits(args: argparse.Namespace) -> tuple[dict[str, list], str]:
             raise ValueError(f"the {name} split is empty ({len(labelled)} labelled molecules); use more data or "
                              "change --dev-fraction / --test-fraction")
     add_pe = LaplacianPE(args.pe_dim)
-    splits = {name: [add_pe(data) for data in items] for name, items in splits.items()}
+    # shortest-path distances and one shortest path per pair, cached once per molecule (Graphormer's biases)
+    add_spd = ShortestPathDistance(max_distance=MAX_DISTANCE, paths=True)
+    splits = {name: [add_spd(add_pe(data)) for data in items] for name, items in splits.items()}
     return splits, f"{source}; {args.split} split (seed {args.seed})"
 
 
@@ -177,6 +181,7 @@ class LaplacianPE:
 
 # -- models --------------------------------------------------------------------------------------------------------
 BOND_DIM = sum(molecules.BOND_FEATURE_SIZES)  # one-hot bond features
+MAX_DEGREE = 6  # degree encoding buckets (heavy-atom degree; more is clipped)
 
 
 class CategoricalEmbedding(nn.Module):
@@ -240,6 +245,47 @@ class TransformerBody(nn.Module):
         return self.encoder(h, edge_index, edge_attr)  # [N, hidden]
 
 
+class GraphormerBody(nn.Module):
+    """Graphormer (Ying et al. 2021) on the complete graph of each molecule: degree (centrality) encoding added to
+    the atoms, and one attention bias shared by every layer, the shortest-path distance bias (``SpatialBias``)
+    plus the edge-path encoding of the bonds along a shortest path (``EdgePathBias``). The bias is a
+    ``PairBias``: one code per atom pair, expanded per head inside the dense attention."""
+
+    def __init__(self, hidden: int, layers: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.degree = DegreeEncoding(MAX_DEGREE, hidden, direction="in")
+        self.spatial = SpatialBias(heads, MAX_DISTANCE)
+        self.edge_path = EdgePathBias(BOND_DIM, heads, MAX_DISTANCE)
+        self.encoder = graphformer.GraphTransformer(hidden, heads, layers, dim_feedforward=2 * hidden,
+                                                    dropout=dropout, norm_first=True, final_norm=True)
+
+    def forward(self, h: Tensor, batch: Any) -> Tensor:
+        bond_features = molecules.one_hot(batch.edge_attr, molecules.BOND_FEATURE_SIZES)  # [E, BOND_DIM]
+        paths = batch_path_edges(batch.spd_path, batch)  # [P, MAX_DISTANCE] bond ids into the batch
+        bias = self.spatial(batch.spd, batch) + self.edge_path(bond_features, paths, batch)
+        h = h + self.degree(batch.edge_index, batch.num_nodes)
+        return self.encoder(h, graphformer.fully_connected(ptr=batch.ptr), attn_bias=bias)  # [N, hidden]
+
+
+class GPSBody(nn.Module):
+    """GraphGPS layers (``graphformer.GPSLayer``): a local conv on the bonds plus global attention over the complete
+    graph, summed, then an MLP (batch norm, as in GPS)."""
+
+    def __init__(self, make_conv: Callable[[], nn.Module], hidden: int, layers: int, heads: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            graphformer.GPSLayer(hidden, make_conv(), heads=heads, dropout=dropout, attn_kwargs={"dropout": dropout})
+            for _ in range(layers)
+        )
+
+    def forward(self, h: Tensor, batch: Any) -> Tensor:
+        edge_index, edge_attr = bonds(batch)
+        for layer in self.layers:
+            h = layer(h, edge_index, batch.batch, edge_attr=edge_attr)  # [N, hidden]
+        return h
+
+
 def random_sign_flip(pe: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
     """Flip each eigenvector's sign at random, independently per molecule."""
     signs = torch.randint(0, 2, (num_graphs, pe.size(1)), device=pe.device) * 2 - 1  # [B, k]
@@ -251,13 +297,11 @@ class MoleculeRegressor(nn.Module):
 
     def __init__(self, body: nn.Module, args: argparse.Namespace, pe: bool = False) -> None:
         super().__init__()
-        from torch_geometric.nn import global_mean_pool
-
         hidden = args.hidden
         self.atoms = CategoricalEmbedding(molecules.ATOM_FEATURE_SIZES, hidden)
         self.pe = nn.Linear(args.pe_dim, hidden) if pe else None
         self.body = body
-        self.readout = global_mean_pool
+        self.readout = graphformer.GlobalPool("mean")
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(args.dropout),
                                   nn.Linear(hidden, 1))
 
@@ -267,7 +311,7 @@ class MoleculeRegressor(nn.Module):
             pe = random_sign_flip(batch.pe, batch.batch, batch.num_graphs) if self.training else batch.pe
             h = h + self.pe(pe)
         h = self.body(h, batch)
-        return self.head(self.readout(h, batch.batch, batch.num_graphs)).squeeze(-1)  # [B]
+        return self.head(self.readout(h, batch.batch, size=batch.num_graphs)).squeeze(-1)  # [B]
 
 
 def graphconv(args: argparse.Namespace) -> MoleculeRegressor:
@@ -289,6 +333,25 @@ def transformer(graph: Callable, edge_dim: int | None, pe: bool) -> Callable[[ar
     return build
 
 
+def graphormer(args: argparse.Namespace) -> MoleculeRegressor:
+    return MoleculeRegressor(GraphormerBody(args.hidden, args.layers, args.heads, args.dropout), args)
+
+
+def gps(local: str) -> Callable[[argparse.Namespace], nn.Module]:
+    def build(args: argparse.Namespace) -> MoleculeRegressor:
+        from torch_geometric.nn import GINEConv
+
+        def make_conv() -> nn.Module:
+            if local == "gine":  # GIN with bond features (Hu et al. 2020), GPS's molecular default
+                mlp = nn.Sequential(nn.Linear(args.hidden, args.hidden), nn.ReLU(), nn.Linear(args.hidden, args.hidden))
+                return GINEConv(mlp, edge_dim=BOND_DIM)
+            return graphformer.GATConv(args.hidden, args.hidden // args.heads, heads=args.heads, edge_dim=BOND_DIM)
+
+        return MoleculeRegressor(GPSBody(make_conv, args.hidden, args.layers, args.heads, args.dropout), args)
+
+    return build
+
+
 #: name -> builder of a network mapping a PyG ``Batch`` to one prediction per molecule ``[B]``.
 MODELS: dict[str, Callable[[argparse.Namespace], nn.Module]] = {
     "graphconv": graphconv,
@@ -297,6 +360,9 @@ MODELS: dict[str, Callable[[argparse.Namespace], nn.Module]] = {
     "transformer": transformer(bonds, BOND_DIM, pe=False),
     "transformer-complete-lappe": transformer(complete, None, pe=True),
     "transformer-lappe": transformer(bonds, BOND_DIM, pe=True),
+    "graphormer": graphormer,
+    "gps-gine": gps("gine"),
+    "gps-gat": gps("gat"),
 }
 
 
