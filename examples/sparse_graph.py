@@ -7,6 +7,9 @@ Models (``--model``, or ``all``):
 - ``gat``: the GAT paper's Cora setup (Velickovic et al., 2018): 2 :class:`graphformer.GATConv` layers,
   8 heads x 8 hidden + ELU, then 1 averaged output head; dropout 0.6 on inputs and attention,
   Adam lr 0.005, weight decay 5e-4, early stopping on validation (patience 100).
+- ``gat-pyg``: the same model, loop and seeds with PyG's own ``torch_geometric.nn.GATConv`` in place of
+  graphformer's (a reference, not part of ``all``). Both draw identical initial weights for a seed, so running
+  ``--model gat gat-pyg`` prints their paired difference (see ``examples/results/gat_parity.md``).
 - ``attention``: two :class:`graphformer.AttentionConv` layers (scaled dot-product attention over neighbours).
 - ``transformer``: a :class:`graphformer.GraphTransformer` on the citation graph (plus self-loops), run with
   and without graph positional encodings (``--pe lap`` Laplacian eigenvectors, ``--pe rw`` random-walk).
@@ -55,6 +58,8 @@ MODELS = [
     "transformer",
     "transformer-complete",
 ]
+# PyG's own layer in the same model, and the graphformer model it mirrors; run when named, not by ``all``
+REFERENCES = {"gat-pyg": "gat"}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_ROOT = REPO_ROOT.parent / "shared" / "data" / "planetoid"
 DEFAULT_CACHE = Path.home() / ".cache" / "graphformer" / "planetoid"
@@ -68,10 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"else --cache, where PyG downloads the data)")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE),
                         help="writable folder the raw files are copied to when --root is read-only")
-    parser.add_argument("--model", nargs="+", default=["gat"], choices=[*MODELS, "all"])
+    parser.add_argument("--model", nargs="+", default=["gat"], choices=[*MODELS, *REFERENCES, "all"])
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ..., N-1)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="maximum epochs (default: 1000 for gat, 100 for transformer-complete, else 500)")
+                        help="maximum epochs (default: 1000 for gat(-pyg), 100 for transformer-complete, else 500)")
     parser.add_argument("--patience", type=int, default=100, help="early stopping patience on validation")
     parser.add_argument("--pe", default="lap", choices=["lap", "rw", "none"],
                         help="positional encoding for the transformer runs, each also run without it")
@@ -177,12 +182,17 @@ class GraphConvNet(nn.Module):
 
 
 class GAT(nn.Module):
-    """The GAT paper's transductive model: 8 heads x 8 features + ELU, then one averaged output head."""
+    """The GAT paper's transductive model: 8 heads x 8 features + ELU, then one averaged output head.
 
-    def __init__(self, in_channels: int, num_classes: int, hidden: int = 8, heads: int = 8, dropout: float = 0.6):
+    ``conv`` is the layer class: :class:`graphformer.GATConv` or PyG's ``GATConv`` (same arguments, same
+    parameters created and initialised in the same order, so a seed gives both the same initial weights).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int = 8, heads: int = 8, dropout: float = 0.6,
+                 conv: type[nn.Module] = graphformer.GATConv):
         super().__init__()
-        self.conv1 = graphformer.GATConv(in_channels, hidden, heads=heads, dropout=dropout)
-        self.conv2 = graphformer.GATConv(hidden * heads, num_classes, heads=1, concat=False, dropout=dropout)
+        self.conv1 = conv(in_channels, hidden, heads=heads, dropout=dropout)
+        self.conv2 = conv(hidden * heads, num_classes, heads=1, concat=False, dropout=dropout)
         self.dropout = dropout
 
     def forward(self, x: Tensor, edge_index, pe: Tensor | None = None) -> Tensor:
@@ -238,10 +248,17 @@ SPECS = {
     "graphconv-mean": (lambda f, c, pe: GraphConvNet(f, c, "mean"), 0.01, 5e-4, "sparse"),
     "graphconv-max": (lambda f, c, pe: GraphConvNet(f, c, "max"), 0.01, 5e-4, "sparse"),
     "gat": (lambda f, c, pe: GAT(f, c), 0.005, 5e-4, "sparse"),
+    "gat-pyg": (lambda f, c, pe: GAT(f, c, conv=pyg_gat_conv()), 0.005, 5e-4, "sparse"),
     "attention": (lambda f, c, pe: AttentionNet(f, c), 0.005, 5e-4, "sparse+self-loops"),
     "transformer": (lambda f, c, pe: TransformerNet(f, c, pe), 0.005, 5e-4, "sparse+self-loops"),
     "transformer-complete": (lambda f, c, pe: TransformerNet(f, c, pe), 0.005, 5e-4, "complete"),
 }
+
+
+def pyg_gat_conv() -> type[nn.Module]:
+    from torch_geometric.nn import GATConv
+
+    return GATConv
 
 
 def variants(models: list[str], pe: str, pe_dim: int) -> list[tuple[str, str, int]]:
@@ -305,7 +322,7 @@ def run_one(row_name: str, model_name: str, pe_dim: int, seed: int, data, num_cl
     loader = None
     if args.neighbor_sampling:
         loader = make_neighbor_loader(data, train_nodes, args.num_neighbors, args.batch_size, seed)
-    max_epochs = args.epochs or {"gat": 1000, "transformer-complete": 100}.get(model_name, 500)
+    max_epochs = args.epochs or {"gat": 1000, "gat-pyg": 1000, "transformer-complete": 100}.get(model_name, 500)
 
     best = {"val_acc": -1.0, "val_loss": float("inf"), "test_acc": 0.0, "epoch": 0}
     best_loss, waited, train_seconds = float("inf"), 0, 0.0
@@ -377,11 +394,48 @@ def summarise(row_name: str, runs: list[dict], args: argparse.Namespace) -> dict
     }
 
 
+def paired_difference(row: dict, reference: dict) -> dict:
+    """Test accuracy of ``row`` minus ``reference`` seed by seed (same seeds, so the same initial weights).
+
+    Returns the mean difference, its sample std, standard error and the paired t-test (``t``, two-sided ``p``).
+    """
+    if row["seeds"] != reference["seeds"]:
+        raise ValueError(f"paired comparison needs the same seeds; got {row['seeds']} ({row['model']}) and "
+                         f"{reference['seeds']} ({reference['model']})")
+    diff = torch.tensor(row["test_accs"], dtype=torch.float64) - torch.tensor(reference["test_accs"],
+                                                                               dtype=torch.float64)
+    n = diff.numel()
+    std = float(diff.std()) if n > 1 else 0.0
+    stderr = std / n**0.5
+    t = float(diff.mean()) / stderr if stderr > 0 else float("nan")
+    try:
+        from scipy.stats import t as student_t
+
+        p = float(2 * student_t.sf(abs(t), n - 1)) if n > 1 and stderr > 0 else float("nan")
+    except ImportError:
+        p = None
+    return {"model": row["model"], "reference": reference["model"], "seeds": n,
+            "mean_difference": round(float(diff.mean()), 3), "std_difference": round(std, 3),
+            "stderr_difference": round(stderr, 3), "t": round(t, 3), "p": None if p is None else round(p, 4),
+            "wins_ties_losses": [int((diff > 0).sum()), int((diff == 0).sum()), int((diff < 0).sum())]}
+
+
+def comparisons(rows: list[dict]) -> list[dict]:
+    """Paired differences of every graphformer row whose PyG reference row (``REFERENCES``) also ran."""
+    by_name = {row["model"]: row for row in rows}
+    return [paired_difference(by_name[model], by_name[reference]) for reference, model in REFERENCES.items()
+            if reference in by_name and model in by_name]
+
+
 def print_table(rows: list[dict], device: str) -> None:
     print(f"\n{'model':<30} {'test acc (%)':>14} {'seeds':>6} {'s/epoch':>9}  device")
     for row in rows:
         accuracy = f"{row['test_acc_mean']:.1f} ± {row['test_acc_std']:.1f}"
         print(f"{row['model']:<30} {accuracy:>14} {row['seeds']:>6} {row['seconds_per_epoch']:>9.4f}  {device}")
+    for pair in comparisons(rows):
+        print(f"paired, {pair['model']} - {pair['reference']}: {pair['mean_difference']:+.2f} ± "
+              f"{pair['stderr_difference']:.2f} (standard error, {pair['seeds']} seeds), t = {pair['t']:.2f}, "
+              f"p = {pair['p']}; wins/ties/losses {pair['wins_ties_losses']}")
 
 
 def plot(rows: list[dict], path: str, title: str) -> None:
@@ -420,10 +474,11 @@ def merge(paths: list[str], args: argparse.Namespace) -> list[dict]:
     meta = {key: value for key, value in loaded[0].items() if key != "results"}
     meta["commands"] = [table["command"] for table in loaded]
     meta.pop("command", None)
+    meta.pop("paired", None)
     print_table(rows, meta["device"])
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({**meta, "results": rows}, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({**meta, "results": rows, "paired": comparisons(rows)}, indent=1) + "\n")
     if args.png:
         plot(rows, args.png, f"{meta['dataset']}, {meta['mode']}, {meta['processes']} process(es), {meta['device']}")
     return rows
@@ -452,17 +507,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
                 "torch": torch.__version__}
-        rows = []
-        for row_name, model_name, pe_dim in variants(args.model, args.pe, args.pe_dim):
-            runs = [run_one(row_name, model_name, pe_dim, seed, data, num_classes, args, device, rank, world)
-                    for seed in range(args.seeds)]
-            rows.append(summarise(row_name, runs, args))
-            if rank == 0:
-                print(f"{row_name}: {rows[-1]['test_acc_mean']:.1f} ± {rows[-1]['test_acc_std']:.1f} "
-                      f"({rows[-1]['seconds_per_epoch']:.4f} s/epoch)", flush=True)
-                if args.json:  # rewritten after every model, so an interrupted run keeps what it finished
-                    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-                    Path(args.json).write_text(json.dumps({**meta, "results": rows}, indent=1) + "\n")
+        runs = {row: [] for row, _, _ in variants(args.model, args.pe, args.pe_dim)}
+        for seed in range(args.seeds):  # seeds outer: every model has run the same seeds whenever a run stops
+            for row_name, model_name, pe_dim in variants(args.model, args.pe, args.pe_dim):
+                run = run_one(row_name, model_name, pe_dim, seed, data, num_classes, args, device, rank, world)
+                runs[row_name].append(run)
+                if rank == 0:
+                    print(f"{row_name} seed {seed}: test {100 * run['test_acc']:.1f} at epoch {run['epoch']} of "
+                          f"{run['epochs']} ({run['seconds_per_epoch']:.4f} s/epoch)", flush=True)
+            rows = [summarise(row_name, row_runs, args) for row_name, row_runs in runs.items()]
+            if rank == 0 and args.json:  # rewritten after every seed, so an interrupted run keeps what it finished
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                table = {**meta, "results": rows, "paired": comparisons(rows)}
+                Path(args.json).write_text(json.dumps(table, indent=1) + "\n")
         if rank == 0:
             print_table(rows, device_name)
             if args.png:

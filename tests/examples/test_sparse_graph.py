@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -123,3 +124,77 @@ def test_torchrun_two_processes_ddp(planetoid_root, planetoid_cache, tmp_path, e
     assert table["processes"] == 2
     assert table["mode"] == ("neighbor sampling" if extra else "full batch")
     assert len(table["results"][0]["curves_seed0"]["val_acc"]) == 2
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_gat_and_gat_pyg_start_from_the_same_weights(sparse_graph, seed):
+    """Same seed, same initial weights: the comparison of `gat` with `gat-pyg` is paired."""
+    weights = {}
+    for name in ("gat", "gat-pyg"):
+        build = sparse_graph.SPECS[name][0]
+        torch.manual_seed(seed)
+        weights[name] = build(20, 4, 0).state_dict()
+    assert list(weights["gat"]) == list(weights["gat-pyg"])
+    for key, value in weights["gat-pyg"].items():
+        assert torch.equal(weights["gat"][key], value), key
+
+
+def test_gat_and_gat_pyg_train_alike_given_the_same_dropout_masks(sparse_graph, monkeypatch):
+    """In training mode, with the same input and attention dropout masks, both models give the same loss and
+    gradients: the layers differ only in how they draw the attention mask from the RNG."""
+    import torch.nn.functional as F
+    import torch_geometric.nn.conv.gat_conv as pyg_gat_conv
+    from torch_geometric.utils import add_self_loops, remove_self_loops
+
+    import graphformer.aggr.attention
+
+    generator = torch.Generator().manual_seed(0)
+    num_nodes, features, classes = 40, 12, 3
+    x = torch.rand(num_nodes, features, generator=generator)
+    edge_index = torch.randint(0, num_nodes, (2, 160), generator=generator)  # with some self-loops
+    y = torch.randint(0, classes, (num_nodes,), generator=generator)
+    looped = add_self_loops(remove_self_loops(edge_index)[0], num_nodes=num_nodes)[0]  # PyG's edge order
+    to_graphformer_order = torch.argsort(looped[1], stable=True)  # graphformer visits edges sorted by target
+    keep = [torch.rand(looped.size(1), heads, generator=generator) >= 0.6 for heads in (8, 1)]  # layer 1, 2
+    calls = {"gat": 0, "gat-pyg": 0}
+
+    def graphformer_mask(shape, p, device=None, generator=None):
+        mask = keep[calls["gat"]]
+        calls["gat"] += 1
+        assert mask.shape == shape
+        return mask[to_graphformer_order]
+
+    def pyg_dropout(alpha, p=0.5, training=True):
+        mask = keep[calls["gat-pyg"]]
+        calls["gat-pyg"] += 1
+        return alpha * mask / (1 - p)
+
+    monkeypatch.setattr(graphformer.aggr.attention, "dropout_mask", graphformer_mask)
+    monkeypatch.setattr(pyg_gat_conv, "F", SimpleNamespace(leaky_relu=F.leaky_relu, dropout=pyg_dropout))
+    results = {}
+    for name in ("gat", "gat-pyg"):
+        torch.manual_seed(0)
+        model = sparse_graph.SPECS[name][0](features, classes, 0).train()
+        torch.manual_seed(1)  # the same input-dropout masks
+        loss = F.cross_entropy(model(x, edge_index), y)
+        loss.backward()
+        results[name] = loss.detach(), {key: p.grad for key, p in model.named_parameters()}
+    assert calls == {"gat": 2, "gat-pyg": 2}
+    torch.testing.assert_close(results["gat"][0], results["gat-pyg"][0])
+    for key, grad in results["gat-pyg"][1].items():
+        torch.testing.assert_close(results["gat"][1][key], grad, msg=key)
+
+
+def test_gat_pyg_runs_beside_gat_and_reports_the_paired_difference(sparse_graph, planetoid_root, planetoid_cache,
+                                                                   tmp_path):
+    out_json = tmp_path / "parity.json"
+    rows = sparse_graph.main(tiny(planetoid_cache, "--model", "gat", "gat-pyg", "--epochs", "2", "--seeds", "2",
+                                  "--pe", "none", "--json", str(out_json)))
+    assert [row["model"] for row in rows] == ["gat", "gat-pyg"]
+    assert all(len(row["test_accs"]) == 2 and len(row["curves_seed0"]["val_acc"]) == 2 for row in rows)
+    assert rows[0]["parameters"] == rows[1]["parameters"]
+    (paired,) = json.loads(out_json.read_text())["paired"]
+    difference = [a - b for a, b in zip(rows[0]["test_accs"], rows[1]["test_accs"])]
+    assert paired["model"] == "gat" and paired["reference"] == "gat-pyg" and paired["seeds"] == 2
+    assert paired["mean_difference"] == pytest.approx(sum(difference) / 2, abs=1e-3)
+    assert sum(paired["wins_ties_losses"]) == 2
