@@ -455,7 +455,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
+        if world > 1 and rank != 0:
+            dist.barrier()  # rank 0 copies and processes the data first; the others then read what it wrote
         data, num_classes = load_dataset(args)
+        if world > 1 and rank == 0:
+            dist.barrier()
         device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
         mode = "neighbor sampling" if args.neighbor_sampling else "full batch"
         meta = {"dataset": args.dataset, "device": device_name, "processes": world, "mode": mode,
