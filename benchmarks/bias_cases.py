@@ -153,12 +153,17 @@ def measure(case: dict[str, Any], device_name: str, warmup: int, repeats: int, t
             "peak_memory_above_inputs_bytes": peak - inputs_rss}
 
 
-def run_case(case: dict[str, Any], warmup: int, repeats: int, threads: int | None) -> dict[str, Any]:
+def run_case(
+    case: dict[str, Any], warmup: int, repeats: int, threads: int | None, timeout: float | None = None
+) -> dict[str, Any]:
     spec = json.dumps({"case": case, "warmup": warmup, "repeats": repeats, "threads": threads})
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bias_cases", "--worker", spec],
-                          capture_output=True, text=True, cwd=root, env=env)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.bias_cases", "--worker", spec],
+                              capture_output=True, text=True, cwd=root, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**case, "skipped": f"timed out after {timeout:g} s (--case-timeout)"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {**case, "skipped": f"failed (rc {proc.returncode}): {proc.stderr.strip()[-300:]}"}
@@ -236,6 +241,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--impls", default=None, help="comma-separated implementations (default: all)")
     parser.add_argument("--graphs", default=None, help="comma-separated graph sets (default: all)")
     parser.add_argument("--out", default="benchmarks/results/graph_bias", help="writes <out>/cpu/")
+    parser.add_argument("--case-timeout", type=float, default=3600.0,
+                        help="seconds before a case's subprocess is stopped and the case reported as skipped")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -255,7 +262,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         cases = [c for c in cases if c["graph"] in args.graphs.split(",")]
     results = []
     for n, case in enumerate(cases, 1):
-        result = run_case(case, warmup, repeats, args.threads)
+        result = run_case(case, warmup, repeats, args.threads, args.case_timeout)
         results.append(result)
         status = f"{1e3 * result['time_s']:.1f} ms, {result['peak_memory_above_import_bytes'] / 2**20:.0f} MB " \
             "above import" if "time_s" in result else result["skipped"]

@@ -287,21 +287,24 @@ def _train_layer_case(impl: str, edges: int, quick: bool, device: torch.device) 
     return lambda: conv(x, edge_index)
 
 
+SHARED_PLANETOID = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "planetoid"
+
+
 def planetoid_root(dataset: str = "Cora") -> Path:
-    """The shared Planetoid folder (``../shared/data/planetoid`` from the repository), or, when it is read-only
-    (PyG writes ``processed/`` beside ``raw/``), a copy of its raw files in the temporary directory."""
-    shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "planetoid"
-    raw = shared / dataset / "raw"
+    """A Planetoid root holding a copy of the raw files of the shared folder (``../shared/data/planetoid`` from the
+    repository) in the temporary directory: PyG writes ``processed/`` beside ``raw/``, and the shared folder is
+    read-only by contract, whatever its permission bits say."""
+    raw = SHARED_PLANETOID / dataset / "raw"
     if not raw.is_dir():
         raise FileNotFoundError(f"no Planetoid {dataset} raw files in {raw} (see ../shared/data/README.md)")
-    if os.access(shared / dataset, os.W_OK):
-        return shared
     copy = Path(tempfile.gettempdir()) / "graphformer-benchmarks-planetoid"
     target = copy / dataset / "raw"
     if not target.is_dir() or {p.name for p in raw.iterdir()} - {p.name for p in target.iterdir()}:
         target.mkdir(parents=True, exist_ok=True)
-        for file in raw.iterdir():
-            shutil.copy2(file, target / file.name)
+        for file in raw.iterdir():  # copy, then rename: a concurrent case never reads a partial file
+            partial = target / f".{file.name}.{os.getpid()}.partial"
+            shutil.copy2(file, partial)
+            os.replace(partial, target / file.name)
     return copy
 
 

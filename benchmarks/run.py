@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-cap-gb", type=float, default=MEMORY_CAP_BYTES / 2**30,
                         help="on CPU, skip dense/long cases whose estimated peak memory exceeds this (default 4)")
     parser.add_argument("--out", default="benchmarks/results", help="results root; writes <out>/<device>/")
+    parser.add_argument("--case-timeout", type=float, default=3600.0,
+                        help="seconds before a case's subprocess is stopped and the case reported as skipped")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -103,9 +105,11 @@ def run_case(case: dict[str, Any], args: argparse.Namespace, warmup: int, repeat
                        "threads": args.threads})
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--worker", spec], capture_output=True, text=True, cwd=root, env=env
-    )
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--worker", spec], capture_output=True,
+                              text=True, cwd=root, env=env, timeout=args.case_timeout)
+    except subprocess.TimeoutExpired:
+        return {**case, "skipped": f"timed out after {args.case_timeout:g} s (--case-timeout)"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {**case, "skipped": f"failed (rc {proc.returncode}): {proc.stderr.strip()[-300:]}"}

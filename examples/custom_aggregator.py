@@ -195,13 +195,17 @@ def learned(model: nn.Module) -> dict:
 
 
 def load_cora(root: str | None, cache: str):
-    """PyG's Planetoid Cora; a read-only root (like the shared offline copy) is copied to ``cache`` first."""
+    """PyG's Planetoid Cora; the shared offline copy (never written to, whatever its permission bits say) or a
+    read-only ``root`` is copied to ``cache`` first (PyG writes ``processed/`` beside ``raw/``)."""
     from torch_geometric.datasets import Planetoid
     from torch_geometric.transforms import NormalizeFeatures
 
-    path = Path(root).expanduser() if root else (SHARED_ROOT if SHARED_ROOT.exists() else Path(cache).expanduser())
+    shared = not root and (SHARED_ROOT / "Cora" / "raw").is_dir()
+    path = Path(root).expanduser() if root else (SHARED_ROOT if shared else Path(cache).expanduser())
     folder = path / "Cora"
-    read_only = folder.exists() and not (os.access(folder, os.W_OK) and folder.stat().st_mode & stat.S_IWUSR)
+    read_only = shared or (
+        folder.exists() and not (os.access(folder, os.W_OK) and folder.stat().st_mode & stat.S_IWUSR)
+    )
     if read_only:
         target = Path(cache).expanduser()
         try:

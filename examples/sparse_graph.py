@@ -69,10 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="Cora", choices=["Cora", "CiteSeer", "PubMed"])
     parser.add_argument("--root", default=None,
-                        help=f"Planetoid root holding <dataset>/raw (default: {SHARED_ROOT} when it exists, "
-                             f"else --cache, where PyG downloads the data)")
+                        help=f"Planetoid root holding <dataset>/raw (default: {SHARED_ROOT}, never written to: its "
+                             f"raw files are copied to --cache; without it PyG downloads into --cache)")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE),
-                        help="writable folder the raw files are copied to when --root is read-only")
+                        help="writable folder the raw files are copied to (from the default root, or a read-only "
+                             "--root)")
     parser.add_argument("--model", nargs="+", default=["gat"], choices=[*MODELS, *REFERENCES, "all"])
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ..., N-1)")
     parser.add_argument("--epochs", type=int, default=None,
@@ -115,12 +116,20 @@ def _writable(path: Path) -> bool:
 
 
 def resolve_root(root: str | None, cache: str, dataset: str) -> Path:
-    """The Planetoid root to load from; read-only roots are copied (raw files only) into ``cache``."""
-    root_path = Path(root).expanduser() if root is not None else (SHARED_ROOT if SHARED_ROOT.exists() else None)
-    if root_path is None:
-        return Path(cache).expanduser()  # PyG downloads here
-    if _writable(root_path / dataset):
-        return root_path
+    """The Planetoid root to load from (PyG writes ``processed/`` beside ``raw/`` there).
+
+    The default shared root (``../shared/data/planetoid``) is read-only by contract, whatever its permission bits
+    say: its raw files are copied into ``cache``, and without them there PyG downloads into ``cache``. A ``--root``
+    you give is used in place when writable, else its raw files are copied into ``cache`` likewise.
+    """
+    if root is None:
+        if not (SHARED_ROOT / dataset / "raw").is_dir():
+            return Path(cache).expanduser()  # PyG downloads here
+        root_path = SHARED_ROOT
+    else:
+        root_path = Path(root).expanduser()
+        if _writable(root_path / dataset):
+            return root_path
     raw = root_path / dataset / "raw"
     if not raw.is_dir():
         raise ValueError(f"`--root` {root_path} is read-only and has no {dataset}/raw folder to copy from")
@@ -130,8 +139,10 @@ def resolve_root(root: str | None, cache: str, dataset: str) -> Path:
     target = cache_path / dataset / "raw"
     if not target.is_dir() or {p.name for p in raw.iterdir()} - {p.name for p in target.iterdir()}:
         target.mkdir(parents=True, exist_ok=True)
-        for file in raw.iterdir():
-            shutil.copy2(file, target / file.name)
+        for file in raw.iterdir():  # copy, then rename: a concurrent reader never sees a partial file
+            partial = target / f".{file.name}.{os.getpid()}.partial"
+            shutil.copy2(file, partial)
+            os.replace(partial, target / file.name)
     return cache_path
 
 
@@ -499,7 +510,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
+        if world > 1 and rank != 0:
+            dist.barrier()  # rank 0 copies and processes the data first; the others then read what it wrote
         data, num_classes = load_dataset(args)
+        if world > 1 and rank == 0:
+            dist.barrier()
         device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
         mode = "neighbor sampling" if args.neighbor_sampling else "full batch"
         meta = {"dataset": args.dataset, "device": device_name, "processes": world, "mode": mode,

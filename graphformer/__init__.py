@@ -28,7 +28,7 @@ from graphformer.nn import (
 from graphformer.structural import DegreeEncoding, EdgePathBias, ShortestPathDistance, SpatialBias, shortest_paths
 from graphformer.transformer import GraphTransformer, GraphTransformerLayer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AttentionConv",

@@ -163,7 +163,9 @@ def head_mask(model: nn.Module, mask: Tensor | dict[int, Any]) -> Iterator[None]
     handles = []
     try:
         for layer, row in zip(layers, dense):
-            def scale(module: nn.Module, args: tuple[Tensor, ...], row: Tensor = row, layer: AttentionConv = layer):
+            def scale(
+                module: nn.Module, args: tuple[Tensor, ...], row: Tensor = row, layer: AttentionConv = layer
+            ) -> tuple[Tensor]:
                 (heads_out,) = args
                 shaped = heads_out.reshape(-1, layer.num_heads, layer.head_dim)  # [N, H, C]
                 row_ = row.to(device=shaped.device, dtype=shaped.dtype).view(1, -1, 1)

@@ -77,6 +77,8 @@ class SinusoidalPositionalEncoding(nn.Module):
         - output: ``[N, D]`` float32 (add it to the token embeddings)
     """
 
+    frequency: Tensor  # buffer [ceil(D / 2)]
+
     def __init__(self, d_model: int, base: float = 10000.0) -> None:
         super().__init__()
         if d_model < 1:

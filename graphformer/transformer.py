@@ -9,7 +9,7 @@ LayerNorm + position-wise feed-forward network (+ residual + LayerNorm), with th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 import torch.nn.functional as F
@@ -119,7 +119,7 @@ class GraphTransformerLayer(nn.Module):
         check_sizes(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward, edge_dim=edge_dim)
         if d_model % nhead != 0:
             raise ValueError(f"`d_model` ({d_model}) must be divisible by `nhead` ({nhead})")
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.d_model, self.nhead, self.dim_feedforward = d_model, nhead, dim_feedforward
         self.norm_first, self.dropout_p = norm_first, dropout
         self.activation = _activation(activation)
@@ -151,7 +151,7 @@ class GraphTransformerLayer(nn.Module):
 
         ``attn_bias``: additive attention scores (see :class:`~graphformer.nn.AttentionConv`)."""
         x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.self_attn.edge_dim is not None)
-        attention = None
+        attention: Any = None  # (edge_index, weights) in the form the graph was given
         if self.norm_first:
             if edge_index is None:
                 raise ValueError("`edge_index` is required: an edge_index [2, E] or a structure like fully_connected")
@@ -200,6 +200,7 @@ class GraphTransformerLayer(nn.Module):
             device=weight.device,
             dtype=weight.dtype,
         )
+        assert new.self_attn.attention is not None  # built with the default aggr="attention"
         new.self_attn.attention.dropout = attn.dropout
         mine = new.self_attn
         in_bias = attn.in_proj_bias.chunk(3) if attn.in_proj_bias is not None else (None, None, None)
@@ -283,7 +284,7 @@ class GraphTransformer(nn.Module):
     ) -> None:
         super().__init__()
         check_sizes(num_layers=num_layers)
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.layers = nn.ModuleList(
             GraphTransformerLayer(
                 d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, norm_first, bias,
@@ -297,8 +298,12 @@ class GraphTransformer(nn.Module):
     def num_layers(self) -> int:
         return len(self.layers)
 
+    @property
+    def _layers(self) -> list[GraphTransformerLayer]:
+        return cast("list[GraphTransformerLayer]", list(self.layers))  # typed: a ModuleList yields nn.Module
+
     def reset_parameters(self) -> None:
-        for layer in self.layers:
+        for layer in self._layers:
             layer.reset_parameters()
         if self.norm is not None:
             self.norm.reset_parameters()
@@ -315,7 +320,7 @@ class GraphTransformer(nn.Module):
 
         ``attn_bias``: one additive attention bias shared by every layer (as Graphormer shares its structural
         bias), or a list with one per layer."""
-        x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self.layers[0].self_attn.edge_dim is not None)
+        x, edge_index, edge_attr = unpack(x, edge_index, edge_attr, self._layers[0].self_attn.edge_dim is not None)
         if isinstance(attn_bias, (list, tuple)):
             if len(attn_bias) != len(self.layers):
                 raise ValueError(
@@ -357,7 +362,7 @@ class GraphTransformer(nn.Module):
 
     def to_torch(self) -> nn.TransformerEncoder:
         """An ``nn.TransformerEncoder`` (``batch_first=True``) with a copy of every layer's weights."""
-        layers = [layer.to_torch() for layer in self.layers]
+        layers = [layer.to_torch() for layer in self._layers]
         norm = None
         if self.norm is not None:
             norm = nn.LayerNorm(self.norm.normalized_shape, eps=self.norm.eps, bias=self.norm.bias is not None,

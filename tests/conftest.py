@@ -3,8 +3,55 @@ hand-written CoNLL-U sample (multiword token, empty node, two documents)."""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+#: The shared offline data: read-only by contract, whatever its permission bits say (root may write anyway).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+_FIRST_PATH = {"os.mkdir", "os.remove", "os.rmdir", "os.truncate", "os.chmod", "os.chown", "os.utime", "shutil.rmtree"}
+_SECOND_PATH = {"shutil.copyfile", "shutil.copytree", "shutil.copymode", "shutil.copystat", "os.link", "os.symlink"}
+_BOTH_PATHS = {"os.rename", "shutil.move"}  # os.replace raises "os.rename"
+
+
+def _written_paths(event: str, args: tuple) -> tuple:
+    """The paths an audit event writes to (empty for reads and for events that write nothing)."""
+    if event == "open":
+        path, mode, flags = args
+        writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & _WRITE_FLAGS)
+        return (path,) if writing else ()
+    if event in _FIRST_PATH:
+        return args[:1]
+    if event in _SECOND_PATH:
+        return args[1:2]
+    if event in _BOTH_PATHS:
+        return args[:2]
+    return ()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_data_is_read_only():
+    """Fail any write of this test process into ``../shared/data`` where it happens (an audit hook aborts it).
+
+    Subprocesses are not covered; ``tests/test_shared_data.py`` runs their data code paths in-process."""
+    root = os.path.realpath(SHARED_DATA)
+
+    def guard(event: str, args: tuple) -> None:
+        for path in _written_paths(event, args):
+            if isinstance(path, (str, bytes, os.PathLike)):
+                resolved = os.path.realpath(os.fsdecode(path))
+                if resolved == root or resolved.startswith(root + os.sep):
+                    raise PermissionError(f"{event} would write {resolved}: ../shared/data is read-only by contract")
+
+    if SHARED_DATA.is_dir() and not getattr(sys, "_graphformer_shared_data_guard", False):
+        sys.addaudithook(guard)  # hooks cannot be removed; the flag keeps a second session from adding another
+        sys._graphformer_shared_data_guard = True
+    yield
 
 
 def random_graph(num_nodes: int, num_edges: int, seed: int = 0, isolated: int = 2) -> torch.Tensor:

@@ -60,10 +60,10 @@ class Aggregator(Aggregation, metaclass=ABCMeta):
         # ABCMeta computes the abstract methods after this hook, so a PyG-style class gets a concrete ``reduce``
         if "forward" in cls.__dict__ and getattr(cls.reduce, "__isabstractmethod__", False):
             cls.pyg_style = True
-            cls.reduce = _pyg_style_reduce  # type: ignore[method-assign]
+            cls.reduce = _pyg_style_reduce  # type: ignore[method-assign,assignment]  # PyG's signature
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Aggregator:
-        missing = getattr(cls, "__abstractmethods__", frozenset())
+        missing: frozenset[str] = getattr(cls, "__abstractmethods__", frozenset())
         if missing:
             raise TypeError(
                 f"Can't instantiate abstract class {cls.__name__}: it implements neither graphformer's "
@@ -202,6 +202,7 @@ def _pyg_style_reduce(
     for the user's ``forward``, and graphformer's ``reduce(x, index, dim_size)`` (third argument an int, messages
     edges first) for graphformer's own callers (``Multi``, the attention reference path), which runs ``forward``."""
     if ptr is not None and not isinstance(ptr, Tensor):  # graphformer's form: the third argument is dim_size
+        assert index is not None, "graphformer's reduce(x, index, dim_size) always passes index"
         if isinstance(self, ScoreAggregator):
             return ScoreAggregator.reduce(self, x, index, ptr, **kwargs)
         return self.forward(x, index, None, ptr, 0, **kwargs)
@@ -239,7 +240,7 @@ class ScoreAggregator(Aggregator):
         super().__init_subclass__(**kwargs)
         if "forward" in cls.__dict__ and getattr(cls.normalize, "__isabstractmethod__", False):
             cls.pyg_style = True
-            cls.reduce = _pyg_style_reduce  # type: ignore[method-assign]
+            cls.reduce = _pyg_style_reduce  # type: ignore[method-assign,assignment]  # PyG's signature
             cls.normalize = ScoreAggregator._normalize_from_forward  # type: ignore[method-assign]
 
     def __init__(self, dropout: float = 0.0) -> None:

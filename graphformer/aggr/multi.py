@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -41,14 +41,18 @@ class Multi(Aggregator):
         self.aggrs = nn.ModuleList(parts)
         self.requires_index = any(part.requires_index for part in parts)
 
+    @property
+    def _parts(self) -> list[Aggregator]:
+        return cast("list[Aggregator]", list(self.aggrs))  # typed: iterating a ModuleList gives nn.Module
+
     def reduce(self, x: Tensor, index: Tensor, dim_size: int) -> Tensor:
-        return torch.cat([part.reduce(x, index, dim_size) for part in self.aggrs], dim=-1)  # [N, *, sum F_k]
+        return torch.cat([part.reduce(x, index, dim_size) for part in self._parts], dim=-1)  # [N, *, sum F_k]
 
     def out_channels(self, in_channels: int) -> int:
-        return sum(part.out_channels(in_channels) for part in self.aggrs)
+        return sum(part.out_channels(in_channels) for part in self._parts)
 
     def reset_parameters(self) -> None:
-        for part in self.aggrs:
+        for part in self._parts:
             part.reset_parameters()
 
     def __repr__(self) -> str:

@@ -72,7 +72,7 @@ class PyGAggregation(Aggregator):
     reshaped back to ``[N, *]`` when the PyG module keeps the feature size.
     """
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: Aggregation) -> None:
         super().__init__()
         self.module = module
 

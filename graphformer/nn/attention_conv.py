@@ -166,6 +166,7 @@ class AttentionConv(MessagePassing):
                 )
             edge_attr = check_edge_attr(edge_attr, edges.size(1), self.edge_dim)
             check_finite(edge_attr, "edge_attr")
+            assert self.edge_proj is not None  # check_edge_attr refuses edge_attr without edge_dim
             edge_bias = self.edge_proj(edge_attr)  # [E, H]
             if isinstance(bias, PairBias):
                 bias = bias.on_edges(edges)
@@ -183,7 +184,10 @@ class AttentionConv(MessagePassing):
             )  # [N_dst, H, C]
             edges = returned if returned is not None else edges
         out = self.out_proj(out.reshape(num_dst, self.embed_dim))
-        return (out, weights_like(graph, edges, weights)) if want_weights else out
+        if want_weights:
+            assert isinstance(edges, Tensor)  # the weights come with explicit edges
+            return out, weights_like(graph, edges, weights)
+        return out
 
     # -- the reference path ------------------------------------------------------------------------------------
     def edge_update(self, query_i: Tensor, key_j: Tensor, bias: Tensor | None, index: Tensor,
@@ -191,6 +195,7 @@ class AttentionConv(MessagePassing):
         scores = (query_i * key_j).sum(dim=-1) / math.sqrt(self.head_dim)  # [E, H]
         if bias is not None:
             scores = scores + bias
+        assert self.attention is not None  # a plain aggregator never computes edge weights
         return self.attention.weights(scores, index, dim_size)
 
     def message(self, value_j: Tensor, alpha: Tensor | None) -> Tensor:

@@ -110,7 +110,9 @@ class GATConv(AttentionMessagePassing):
         self.attention = attention
         self._channels = channels
         width = heads * out_channels
-        self.lin = self.lin_src = self.lin_dst = None
+        self.lin: Linear | None = None  # one projection, or lin_src / lin_dst for a pair of input widths
+        self.lin_src: Linear | None = None
+        self.lin_dst: Linear | None = None
         if isinstance(in_channels, int):
             self.lin = Linear(in_channels, width, bias=False, weight_initializer="glorot")
         else:
@@ -156,6 +158,7 @@ class GATConv(AttentionMessagePassing):
             if x_dst is None:
                 return h_src, None
             return h_src, h_src if x_dst is x_src else self.lin(x_dst).view(-1, heads, channels)
+        assert self.lin_src is not None and self.lin_dst is not None  # built when lin is not
         h_src = self.lin_src(x_src).view(-1, heads, channels)  # [N_src, H, C]
         return h_src, None if x_dst is None else self.lin_dst(x_dst).view(-1, heads, channels)  # [N_dst, H, C]
 

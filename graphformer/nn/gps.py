@@ -153,7 +153,7 @@ class GPSLayer(nn.Module):
 
     def reset_parameters(self) -> None:
         if self.conv is not None:
-            self.conv.reset_parameters()
+            reset(self.conv)  # its reset_parameters(), or its children's (any nn.Module may be given)
         self.attn.reset_parameters()
         reset(self.mlp)
         for norm in (self.norm1, self.norm2, self.norm3):

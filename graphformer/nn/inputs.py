@@ -146,7 +146,8 @@ def read_graph(edge_index: Any, x_src: Tensor, x_dst: Tensor | None, size: Any, 
         if not isinstance(size, (tuple, list)) or len(size) != 2:
             raise TypeError(f"`size` must be a pair (num_src, num_dst), got {size!r}")
         size = (_sparse_size(size[0], "size[0]"), _sparse_size(size[1], "size[1]"))
-    values, layout = None, None
+    values: Tensor | None = None
+    layout: str | torch.layout | None = None  # "SparseTensor" or the torch.sparse layout
     known: tuple[int | None, int | None] = size if size is not None else (None, None)
     if isinstance(edge_index, BlockStructure):
         if bipartite:

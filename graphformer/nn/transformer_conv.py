@@ -159,6 +159,7 @@ class TransformerConv(AttentionMessagePassing):
             scale = 1.0 / math.sqrt(channels)
             bias = None
             if edge_emb is not None:  # q_i . (k_j + e_ij) = q_i . k_j + q_i . e_ij
+                assert isinstance(edges, Tensor)  # edge_attr on a block structure was refused above
                 bias = (query.index_select(0, edges[1]) * edge_emb).sum(-1) * scale  # [E, H]
             out, returned, weights = dot_product_attention(
                 query, key, value, edges, self.attention, bias=bias, scale=scale,
@@ -167,6 +168,7 @@ class TransformerConv(AttentionMessagePassing):
             if returned is not None:
                 edges = returned
             if edge_emb is not None:  # sum_j alpha_ij (v_j + e_ij) = (lean sum_j alpha_ij v_j) + sum_j alpha_ij e_ij
+                assert isinstance(edges, Tensor) and weights is not None  # return_attention was set
                 out = out.index_add(0, edges[1], weights.unsqueeze(-1).to(edge_emb.dtype) * edge_emb)
         out = out.reshape(-1, heads * channels) if self.concat else out.mean(dim=1)
         if self.root_weight:
@@ -177,6 +179,7 @@ class TransformerConv(AttentionMessagePassing):
             else:
                 out = out + skip
         if want_weights:
+            assert isinstance(edges, Tensor) and weights is not None  # return_attention was set
             return out, weights_like(graph, edges, weights)
         return out
 

@@ -28,6 +28,7 @@ Layers call this function and never know which path ran.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -164,22 +165,22 @@ def dot_product_attention(
         out = block_attention(query, key, value, graph, dropout=dropout, scale=scale, bias=pair_bias)
         return out, None, None
     edge_index = graph.to_edge_index() if isinstance(graph, BlockStructure) else graph
-    if pair_bias is not None:
-        bias = pair_bias.on_edges(edge_index)  # [E, H]
+    edge_bias = bias.on_edges(edge_index) if isinstance(bias, PairBias) else bias  # [E, H] or None
     if lean:
         if return_attention:
             out, weights = sparse_attention(
-                query, key, value, edge_index, bias=bias, scale=scale, dropout=dropout, return_weights=True
+                query, key, value, edge_index, bias=edge_bias, scale=scale, dropout=dropout, return_weights=True
             )
             return out, edge_index, weights
-        return sparse_attention(query, key, value, edge_index, bias=bias, scale=scale, dropout=dropout), None, None
+        return sparse_attention(query, key, value, edge_index, bias=edge_bias, scale=scale, dropout=dropout), None, None
     # reference: gather per edge, score, and let the aggregator normalise and sum
     scores = dot_product_scores(query, key, edge_index, scale)  # [E, H]
-    if bias is not None:
-        scores = scores + bias
+    if edge_bias is not None:
+        scores = scores + edge_bias
     values = value.index_select(0, edge_index[0])  # [E, H, C]
     if return_attention:
         out, weights = aggr(values, edge_index[1], dim_size=num_targets, scores=scores, return_weights=True)
         return out, edge_index, weights
-    return aggr.reduce(values, edge_index[1], num_targets, scores=scores), None, None
+    out = cast(Tensor, aggr.reduce(values, edge_index[1], num_targets, scores=scores))  # no weights asked: [N, H, C]
+    return out, None, None
 

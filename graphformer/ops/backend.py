@@ -240,10 +240,9 @@ def _compare(device: torch.device, dtype: torch.dtype) -> str | None:
     grad = torch.randn(num_nodes, heads, channels, generator=gen)
     scale = 1.0 / math.sqrt(channels)
     for with_qk in (True, False):
-        fused_inputs = [t.to(device=device, dtype=dtype).requires_grad_() for t in inputs]
-        if not with_qk:
-            fused_inputs[:2] = [None, None]
-        out = triton_attention.fused_attention(*fused_inputs, source, target, scale)
+        query, key, value, bias = (t.to(device=device, dtype=dtype).requires_grad_() for t in inputs)
+        fused_inputs: list[Tensor | None] = [query, key, value, bias] if with_qk else [None, None, value, bias]
+        out = triton_attention.fused_attention(fused_inputs[0], fused_inputs[1], value, bias, source, target, scale)
         wanted = [t for t in fused_inputs if t is not None]
         got = [out, *torch.autograd.grad(out, wanted, grad.to(device=device, dtype=dtype))]
         # the reference: PyTorch in float32 (float64 for float64), as sparse_attention computes half precision

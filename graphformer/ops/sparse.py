@@ -20,7 +20,7 @@ import math
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import torch
 from torch import Tensor
@@ -47,8 +47,12 @@ def cached_on(tensor: Tensor, tag: Any, build: Callable[[], Any]) -> Any:
     if hit is not None and hit[0]() is tensor and hit[1] == tensor._version:
         return hit[2]
     value = build()
+
+    def forget(_ref: weakref.ref[Tensor], cache: dict = _CACHE) -> None:  # cache bound now: safe at exit
+        cache.pop(key, None)
+
     try:
-        ref = weakref.ref(tensor, lambda _r, k=key, cache=_CACHE: cache.pop(k, None))
+        ref = weakref.ref(tensor, forget)
     except TypeError:  # pragma: no cover - tensors support weakrefs
         return value
     if len(_CACHE) > 32:
@@ -236,10 +240,11 @@ class SparseAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx, query, key, value, bias, source, target, scale, graph=None, mask=None, dropout=0.0,
-        return_weights=False, num_targets=None,
-    ):
+    def forward(
+        ctx: Any, query: Tensor | None, key: Tensor | None, value: Tensor, bias: Tensor | None, source: Tensor,
+        target: Tensor, scale: float, graph: CSRGraph | None = None, mask: Tensor | None = None,
+        dropout: float = 0.0, return_weights: bool = False, num_targets: int | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         ctx.scale, ctx.dropout, ctx.return_weights = scale, dropout, return_weights
         ctx.has_bias = bias is not None
         ctx.num_targets = value.size(0) if num_targets is None else num_targets
@@ -252,12 +257,14 @@ class SparseAttention(torch.autograd.Function):
         value_t = _heads_first(value)  # [H, N_src, C]
         query_t = key_t = None
         if query is not None:
+            assert key is not None  # query and key come together (sparse_attention checks it)
             query_t = query.transpose(0, 1).clone(memory_format=torch.contiguous_format).mul_(scale)  # [H, N_dst, C]
             key_t = _heads_first(key)  # [H, N_src, C]
             scores = _sddmm(graph, query_t, key_t)  # [H, E]
             if bias is not None:
                 scores.add_(bias.t())
         else:
+            assert bias is not None  # scores from the bias alone (sparse_attention checks one is given)
             scores = bias.t().clone(memory_format=torch.contiguous_format)  # [H, E]
         weights = _segment_softmax_(scores, graph)  # [H, E]
         mask_t = None if mask is None else mask.t()  # [H, E]
@@ -269,7 +276,7 @@ class SparseAttention(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad_out, grad_returned=None):  # type: ignore[override]
+    def backward(ctx: Any, grad_out: Tensor, grad_returned: Tensor | None = None) -> tuple[Tensor | None, ...]:
         if torch.is_grad_enabled():  # create_graph=True: this backward is not itself differentiable
             raise RuntimeError(
                 "graphformer's memory-lean sparse attention supports first-order gradients only (create_graph=True "
@@ -283,7 +290,7 @@ class SparseAttention(torch.autograd.Function):
             return SparseAttention._csr_backward(ctx, grad_out, grad_returned)
 
     @staticmethod
-    def _csr_backward(ctx, grad_out, grad_returned):
+    def _csr_backward(ctx: Any, grad_out: Tensor, grad_returned: Tensor | None) -> tuple[Tensor | None, ...]:
         query_t, key_t, value_t, weights, mask_t, out = ctx.saved_tensors
         graph: CSRGraph = ctx.graph
         grad_t = _heads_first(grad_out)  # [H, N_dst, C]
@@ -311,13 +318,18 @@ class SparseAttention(torch.autograd.Function):
         return grad_query, grad_key, grad_value, grad_bias, *([None] * 8)
 
     @staticmethod
-    def _gather_forward(ctx, query, key, value, bias, source, target, mask):
+    def _gather_forward(
+        ctx: Any, query: Tensor | None, key: Tensor | None, value: Tensor, bias: Tensor | None, source: Tensor,
+        target: Tensor, mask: Tensor | None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         num_targets = ctx.num_targets
         if query is not None:
+            assert key is not None  # query and key come together (sparse_attention checks it)
             scores = (query.index_select(0, target) * key.index_select(0, source)).sum(-1).mul_(ctx.scale)  # [E, H]
             if bias is not None:
                 scores = scores + bias
         else:
+            assert bias is not None  # scores from the bias alone (sparse_attention checks one is given)
             scores = bias
         weights = _softmax_weights(scores, target, num_targets)  # [E, H]
         dropped = _dropped(weights, mask, ctx.dropout)  # [E, H]
@@ -329,7 +341,7 @@ class SparseAttention(torch.autograd.Function):
         return out
 
     @staticmethod
-    def _gather_backward(ctx, grad_out, grad_returned):
+    def _gather_backward(ctx: Any, grad_out: Tensor, grad_returned: Tensor | None) -> tuple[Tensor | None, ...]:
         query, key, value, weights, mask, source, target = ctx.saved_tensors
         grad_out = grad_out.contiguous()
         grad_t = grad_out.index_select(0, target)  # [E, H, C]
@@ -356,6 +368,30 @@ class SparseAttention(torch.autograd.Function):
                 ).mul_(ctx.scale)
         grad_bias = grad_scores if ctx.has_bias and ctx.needs_input_grad[3] else None
         return grad_query, grad_key, grad_value, grad_bias, *([None] * 8)
+
+
+@overload
+def sparse_attention(
+    query: Tensor | None, key: Tensor | None, value: Tensor, edge_index: Tensor, bias: Tensor | None = ...,
+    scale: float | None = ..., dropout: float = ..., return_weights: Literal[False] = ...,
+    num_targets: int | None = ..., generator: torch.Generator | None = ...,
+) -> Tensor: ...
+
+
+@overload
+def sparse_attention(
+    query: Tensor | None, key: Tensor | None, value: Tensor, edge_index: Tensor, bias: Tensor | None = ...,
+    scale: float | None = ..., dropout: float = ..., *, return_weights: Literal[True],
+    num_targets: int | None = ..., generator: torch.Generator | None = ...,
+) -> tuple[Tensor, Tensor]: ...
+
+
+@overload
+def sparse_attention(
+    query: Tensor | None, key: Tensor | None, value: Tensor, edge_index: Tensor, bias: Tensor | None = ...,
+    scale: float | None = ..., dropout: float = ..., return_weights: bool = ...,
+    num_targets: int | None = ..., generator: torch.Generator | None = ...,
+) -> Tensor | tuple[Tensor, Tensor]: ...
 
 
 def sparse_attention(
@@ -445,7 +481,8 @@ def sparse_attention(
             mask = mask.index_select(0, perm)  # CSR order
     dtype = value.dtype
     half = (torch.float16, torch.bfloat16)  # softmax and sums in float32, as the reference does
-    query, key, value, bias = (t.float() if t is not None and t.dtype in half else t for t in (query, key, value, bias))
+    query, key, bias = (t.float() if t is not None and t.dtype in half else t for t in (query, key, bias))
+    value = value.float() if value.dtype in half else value
     graph = None
     if _use_csr(value, source):
         num_sources = value.size(0)

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -82,7 +83,7 @@ def _accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _triton_dtype(dtype: torch.dtype):
+def _triton_dtype(dtype: torch.dtype) -> Any:  # a triton.language dtype
     import triton.language as tl
 
     return tl.float64 if dtype == torch.float64 else tl.float32
@@ -104,7 +105,17 @@ class FusedAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, query, key, value, bias, source, target, scale, block_edges):  # type: ignore[override]
+    def forward(
+        ctx: Any,
+        query: Tensor | None,
+        key: Tensor | None,
+        value: Tensor,
+        bias: Tensor | None,
+        source: Tensor,
+        target: Tensor,
+        scale: float,
+        block_edges: int | None,
+    ) -> Tensor:
         from graphformer.ops import _triton_kernels as kernels
 
         has_qk = query is not None
@@ -112,9 +123,9 @@ class FusedAttention(torch.autograd.Function):
         num_nodes, heads, channels = value.shape
         block_e, block_c = _block_sizes(channels, block_edges)
         value = value.contiguous()
-        query = query.contiguous() if has_qk else value  # dummy pointer when HAS_QK is off
-        key = key.contiguous() if has_qk else value
-        bias = bias.contiguous() if has_bias else value
+        query = query.contiguous() if query is not None else value  # dummy pointer when HAS_QK is off
+        key = key.contiguous() if key is not None else value
+        bias = bias.contiguous() if bias is not None else value
         source = source.contiguous()
         row_pointer = _row_pointer(target.contiguous(), num_nodes)  # [N + 1]
         acc_dtype = _accumulator_dtype(value.dtype)
@@ -135,7 +146,7 @@ class FusedAttention(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         from graphformer.ops import _triton_kernels as kernels
 
         query, key, value, bias, source, row_pointer, out, lse = ctx.saved_tensors
@@ -157,11 +168,13 @@ class FusedAttention(torch.autograd.Function):
                 ACC_DTYPE=_triton_dtype(acc_dtype),
             )
         needs = ctx.needs_input_grad
-        grad_query = grad_query.to(query.dtype) if has_qk and needs[0] else None
-        grad_key = grad_key.to(key.dtype) if has_qk and needs[1] else None
-        grad_value = grad_value.to(value.dtype) if needs[2] else None
-        grad_bias = grad_scores.to(bias.dtype) if has_bias and needs[3] else None
-        return grad_query, grad_key, grad_value, grad_bias, None, None, None, None
+        return (
+            grad_query.to(query.dtype) if has_qk and needs[0] else None,
+            grad_key.to(key.dtype) if has_qk and needs[1] else None,
+            grad_value.to(value.dtype) if needs[2] else None,
+            grad_scores.to(bias.dtype) if has_bias and needs[3] else None,
+            None, None, None, None,
+        )
 
 
 def fused_attention(

@@ -20,7 +20,7 @@ def test_padded_dense_equals_graphformer():
 
 
 def test_quick_run_writes_results(tmp_path):
-    main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+    main(["--quick", "--threads", "1", "--out", str(tmp_path), "--case-timeout", "900"])
     data = json.loads((tmp_path / "cpu" / "results.json").read_text())
     ours = [r for r in data["results"] if r["impl"] == "graphformer"]
     assert len(ours) == 2 and all("time_ratio_to_peer" in r for r in ours)

@@ -8,6 +8,9 @@ import pytest
 
 from benchmarks.run import main
 
+# a hung case fails its test after this long instead of hanging the suite; busy machines stay far below it
+CASE_TIMEOUT = ["--case-timeout", "900"]
+
 
 @pytest.mark.parametrize(
     "suite,impls,size",
@@ -20,7 +23,7 @@ from benchmarks.run import main
 )
 def test_quick_run_writes_results(tmp_path, suite, impls, size):
     results = main(["--suite", suite, "--quick", "--device", "cpu", "--impls", impls, "--sizes", size,
-                    "--repeats", "1", "--warmup", "0", "--threads", "1", "--out", str(tmp_path)])
+                    "--repeats", "1", "--warmup", "0", "--threads", "1", "--out", str(tmp_path), *CASE_TIMEOUT])
     out = tmp_path / "cpu"
     data = json.loads((out / "results.json").read_text())
     assert len(data["results"]) == len(results) >= 2
@@ -44,7 +47,7 @@ def test_quick_train_suite(tmp_path, impls, size):
         if not hasattr(graphformer.nn, "TransformerConv"):
             pytest.skip("graphformer.nn.TransformerConv is not in this branch yet")
     results = main(["--suite", "train", "--quick", "--device", "cpu", "--impls", impls, "--sizes", size,
-                    "--repeats", "1", "--warmup", "1", "--threads", "1", "--out", str(tmp_path)])
+                    "--repeats", "1", "--warmup", "1", "--threads", "1", "--out", str(tmp_path), *CASE_TIMEOUT])
     ours = [r for r in results if r["impl"] == impls.split(",")[0]]
     assert len(results) == 2 and len(ours) == 1, results
     assert ours[0]["time_s"] > 0 and ours[0]["threads"] == 1, ours[0]
@@ -86,7 +89,7 @@ def test_dense_cases_share_weights_and_inputs():
 def test_quick_graph_suite_runs_gps_against_pyg(tmp_path):
     """Suite ``graph``: GPSLayer (copied with from_pyg) against PyG's GPSConv, time and memory ratios in one run."""
     results = main(["--suite", "graph", "--quick", "--device", "cpu", "--impls", "gps,pyg_gps", "--sizes", "16",
-                    "--repeats", "1", "--warmup", "0", "--threads", "1", "--out", str(tmp_path)])
+                    "--repeats", "1", "--warmup", "0", "--threads", "1", "--out", str(tmp_path), *CASE_TIMEOUT])
     assert {r["impl"] for r in results} == {"gps", "pyg_gps"} and all(r["graph"] == "molecules" for r in results)
     ours = next(r for r in results if r["impl"] == "gps")
     assert ours["time_s"] > 0 and ours["threads"] == 1 and ours["peer"] == "pyg_gps"

@@ -358,6 +358,8 @@ def _run_cases(cases) -> dict[str, str]:
 # ---------------------------------------------------------------- pytest side
 
 
+#: subprocesses use one CPU thread: results do not depend on the machine's core count or on what else runs there
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 INTERPRETER_MIN_VERSION = (3, 7)  # triton 3.6's interpreter cannot use a loaded scalar as a loop bound
 
 
@@ -375,12 +377,13 @@ def _run_subprocess(mode: str) -> dict[str, str]:
         pytest.skip("triton is not installed")
     if mode == "interpret" and version < INTERPRETER_MIN_VERSION:
         pytest.skip(f"the kernels run under triton's interpreter from {INTERPRETER_MIN_VERSION}, found {version}")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           **ONE_THREAD}
     env.pop("TRITON_INTERPRET", None)
     if mode == "interpret":
         env["TRITON_INTERPRET"] = "1"
-    proc = subprocess.run(
-        [sys.executable, __file__, mode], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    proc = subprocess.run(  # the timeout catches a hang: the cases take about a minute, several on a busy machine
+        [sys.executable, __file__, mode], env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0 and lines, f"{mode} subprocess failed:\n{proc.stdout}\n{proc.stderr}"
@@ -429,8 +432,8 @@ def test_importing_graphformer_does_not_import_triton(triton_absent):
         + ("assert t.available() is False\n" if triton_absent else "")
         + "assert graphformer.aggr.Sum()(torch.ones(3, 2), torch.tensor([0, 0, 1])).tolist() == [[2, 2], [1, 1]]\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **ONE_THREAD}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
 
 
