@@ -210,3 +210,6 @@ class AttentionConv(MessagePassing):
     def extra_repr(self) -> str:
         extra = f", edge_dim={self.edge_dim}" if self.edge_dim is not None else ""
         return f"{self.embed_dim}, num_heads={self.num_heads}{extra}"
+
+    def __repr__(self) -> str:  # PyG's MessagePassing.__repr__ would print "AttentionConv()" and drop extra_repr
+        return f"{type(self).__name__}({self.extra_repr()})"

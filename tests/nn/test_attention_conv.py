@@ -122,3 +122,10 @@ def test_data_edge_attr_is_ignored_by_a_layer_without_edge_dim():
     torch.testing.assert_close(gat(data), gat(data.x, data.edge_index))
     layer = gf.GraphTransformerLayer(8, 2, dim_feedforward=16, dropout=0.0)
     torch.testing.assert_close(layer(data), layer(data.x, data.edge_index))
+
+
+def test_repr_shows_the_configuration():
+    from graphformer.nn import AttentionConv
+
+    assert repr(AttentionConv(8, 2)) == "AttentionConv(8, num_heads=2)"
+    assert repr(AttentionConv(8, 2, edge_dim=3)) == "AttentionConv(8, num_heads=2, edge_dim=3)"
