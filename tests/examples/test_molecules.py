@@ -79,7 +79,7 @@ def test_bad_csv_writes_nothing(example, tmp_path, row, match):
 
 def test_cli_errors(example):
     with pytest.raises(SystemExit):
-        example.parse_args(["--models", "ridge,graphormer"])
+        example.parse_args(["--models", "ridge,performer"])
     for argv in (["--csv", "x.csv"], ["--test-csv", "x.csv"], ["--hidden", "10", "--heads", "4"]):
         with pytest.raises(SystemExit):
             example.parse_args(argv)  # no --target-column; width not divisible by heads
@@ -90,10 +90,14 @@ def test_laplacian_pe_pads_small_molecules_and_models_accept_batches(example):
 
     from graphformer.datasets import from_smiles
 
+    from graphformer.structural import ShortestPathDistance
+
     pe = example.LaplacianPE(4)
     items = [pe(from_smiles(s, 0.0)) for s in ("C", "CC", "c1ccccc1O", "[Na+].[Cl-]")]
     assert [tuple(d.pe.shape) for d in items] == [(1, 4), (2, 4), (7, 4), (2, 4)]
     assert items[0].pe.abs().sum() == 0 and items[1].pe[:, 1:].abs().sum() == 0
+    spd = ShortestPathDistance(max_distance=example.MAX_DISTANCE, paths=True)  # as load_splits caches it
+    items = [spd(item) for item in items]
     args = example.parse_args(["--quick", "--hidden", "8", "--heads", "2", "--pe-dim", "4"])
     batch = Batch.from_data_list(items)
     for name, build in example.MODELS.items():
