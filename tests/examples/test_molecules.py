@@ -89,7 +89,6 @@ def test_laplacian_pe_pads_small_molecules_and_models_accept_batches(example):
     from torch_geometric.data import Batch
 
     from graphformer.datasets import from_smiles
-
     from graphformer.structural import ShortestPathDistance
 
     pe = example.LaplacianPE(4)
