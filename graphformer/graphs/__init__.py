@@ -20,7 +20,7 @@ Every layer that takes an ``edge_index`` also takes an implicit structure.
 """
 
 from graphformer.graphs.convert import as_graph, batch_from_networkx, from_networkx, to_networkx
-from graphformer.graphs.expander import expander
+from graphformer.graphs.expanders import expander
 from graphformer.graphs.pairs import PairCodes, padded_pair_index, pair_index
 from graphformer.graphs.sequence import (
     Dilated,

@@ -7,7 +7,7 @@ r"""Linear global attention layers: every node attends to every node of its own 
   heads are averaged; PyG's ``SGFormerAttention`` is ``normalize="node"``.
 
 Both take node features ``x [N, F]`` and the batch as a sorted ``batch`` ``[N]`` or offsets ``ptr`` ``[B + 1]``
-(PyG's conventions) and run on :mod:`graphformer.ops.linear_attention`. Either can be the global part of
+(PyG's conventions) and run on :mod:`graphformer.ops.linear`. Either can be the global part of
 :class:`~graphformer.nn.GPSLayer` (``attn_type="performer"`` / ``"sgformer"``).
 """
 
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from graphformer.nn.inputs import check_features, check_sizes
-from graphformer.ops.linear_attention import (
+from graphformer.ops.linear import (
     PERFORMER_EPSILON,
     linear_attention,
     orthogonal_matrix,
@@ -41,7 +41,7 @@ class PerformerProjection(nn.Module):
     :math:`\phi(x) = f(W x) + \epsilon` with a random projection :math:`W` ``[M, C]`` of orthogonal blocks
     (``projection_matrix``, a buffer: saved in the ``state_dict``, moved by ``.to()``, not trained),
     :math:`M = \lfloor C \ln C \rfloor` random features (at least 1) as in PyG, and the kernel :math:`f` (ReLU).
-    ``forward(q, k, v, ...)`` is :func:`~graphformer.ops.linear_attention.linear_attention` on
+    ``forward(q, k, v, ...)`` is :func:`~graphformer.ops.linear_attention` on
     :math:`\phi(q), \phi(k)` per graph.
 
     Args:
@@ -186,7 +186,7 @@ class SimpleGlobalAttention(nn.Module):
     k_j` and a self-loop of weight :math:`L_g`, heads averaged (no output projection). ``normalize="graph"``
     divides :math:`Q_g, K_g` by their Frobenius norms over the graph (the paper's official ``TransConvLayer``);
     ``"node"`` normalises every node's head vector (PyG 2.8's ``SGFormerAttention``, whose parameter names ``q``,
-    ``k``, ``v`` and arguments this layer shares). See :func:`~graphformer.ops.linear_attention.simple_attention`.
+    ``k``, ``v`` and arguments this layer shares). See :func:`~graphformer.ops.simple_attention`.
 
     Args:
         channels: input features per node ``F``.

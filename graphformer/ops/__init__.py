@@ -1,7 +1,7 @@
 """Layer 5 of graphformer: kernels and the dispatch that picks one (see :mod:`graphformer.ops.attention`).
 
 Linear global attention per graph of a batch (Performer, SGFormer; :math:`O(N)` memory, no padding) lives in
-:mod:`graphformer.ops.linear_attention`: :func:`linear_attention`, :func:`simple_attention` and their plain
+:mod:`graphformer.ops.linear`: :func:`linear_attention`, :func:`simple_attention` and their plain
 references.
 
 The sparse path's kernel (fused Triton or PyTorch) is chosen by :mod:`graphformer.ops.backend`:
@@ -18,7 +18,7 @@ from graphformer.ops.backend import (
 )
 from graphformer.ops.bias import PairBias
 from graphformer.ops.dense import block_attention
-from graphformer.ops.linear_attention import (
+from graphformer.ops.linear import (
     linear_attention,
     linear_attention_reference,
     orthogonal_matrix,

@@ -15,7 +15,7 @@ from graphformer.ops import (
     simple_attention,
     simple_attention_reference,
 )
-from graphformer.ops.linear_attention import size_groups
+from graphformer.ops.linear import size_groups
 
 # graphs of unequal sizes, out of size order, with a single-node graph and an empty one
 SIZES = [[6], [5, 1, 12, 7, 3, 0, 7], [1], [4, 4, 4], [1, 2, 3, 9]]
