@@ -8,6 +8,11 @@
 * sentence builders (:mod:`graphformer.graphs.sequence`): :func:`chain`, :func:`dependency_tree`,
   :func:`binary_partition_tree` (BP-Transformer span nodes) and :func:`union`.
 
+* global attention as a sparse graph (Exphormer): :func:`expander` (a random ``d``-regular expander per graph of
+  a batch) and :func:`with_virtual_nodes` (virtual nodes joined to every node of their graph, returning
+  :class:`VirtualNodes`); ``with_virtual_nodes(union(local, expander(d, ptr=ptr), num_nodes=N), ptr=ptr)`` is
+  Exphormer's attention graph.
+
 * per-pair codes (:mod:`graphformer.graphs.pairs`): :class:`PairCodes`, one integer per ordered pair of nodes of
   the same graph (shortest-path distance, relative position, ...), the input of structural attention biases.
 
@@ -15,6 +20,7 @@ Every layer that takes an ``edge_index`` also takes an implicit structure.
 """
 
 from graphformer.graphs.convert import as_graph, batch_from_networkx, from_networkx, to_networkx
+from graphformer.graphs.expanders import expander
 from graphformer.graphs.pairs import PairCodes, padded_pair_index, pair_index
 from graphformer.graphs.sequence import (
     Dilated,
@@ -38,6 +44,7 @@ from graphformer.graphs.structure import (
     window,
 )
 from graphformer.graphs.validation import check_edge_index
+from graphformer.graphs.virtual import VirtualNodes, with_virtual_nodes
 
 __all__ = [
     "Banded",
@@ -48,6 +55,7 @@ __all__ = [
     "PairCodes",
     "PartitionTree",
     "SlidingWindow",
+    "VirtualNodes",
     "as_graph",
     "batch_from_networkx",
     "binary_partition_tree",
@@ -56,6 +64,7 @@ __all__ = [
     "check_edge_index",
     "dependency_tree",
     "dilated",
+    "expander",
     "from_networkx",
     "fully_connected",
     "lengths_to_ptr",
@@ -65,4 +74,5 @@ __all__ = [
     "to_networkx",
     "union",
     "window",
+    "with_virtual_nodes",
 ]

@@ -65,6 +65,14 @@ def _sort_and_dedup(edge_index: Tensor, num_nodes: int) -> Tensor:
     return torch.stack([key % max(num_nodes, 1), key // max(num_nodes, 1)])
 
 
+def _sort_edges(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Edges sorted by target, then source, duplicates kept (a multigraph stays one)."""
+    if edge_index.size(1) == 0:
+        return edge_index
+    key = edge_index[1] * max(num_nodes, 1) + edge_index[0]
+    return edge_index[:, torch.argsort(key, stable=True)]
+
+
 def _local_positions(ptr: Tensor) -> tuple[Tensor, Tensor]:
     """``(graph [N], position [N])`` of every node from ``ptr``."""
     sizes = ptr.diff()

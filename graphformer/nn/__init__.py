@@ -4,12 +4,15 @@
 (scaled dot-product multi-head attention, the transformer's MHA as a GNN layer) and PyG's ``TransformerConv``.
 All are PyG ``MessagePassing`` layers with PyG's arguments and a fast path (see :class:`MessagePassing`).
 
-Whole-graph models: ``GPSLayer`` (a local conv and global attention side by side, GraphGPS) and the readouts
-``GlobalPool``, ``AttentionReadout`` and :func:`add_virtual_node` (a ``[CLS]`` node per graph).
+Whole-graph models: ``GPSLayer`` (a local conv and global attention side by side, GraphGPS), the linear global
+attention layers ``PerformerAttention`` and ``SimpleGlobalAttention`` (SGFormer), every node to every node of its
+graph in :math:`O(N)` memory, and the readouts ``GlobalPool``, ``AttentionReadout`` and :func:`add_virtual_node`
+(a ``[CLS]`` node per graph).
 """
 
 from graphformer.nn.attention_conv import AttentionConv
 from graphformer.nn.gat_conv import GATConv
+from graphformer.nn.global_attention import PerformerAttention, PerformerProjection, SimpleGlobalAttention
 from graphformer.nn.gps import GPSLayer
 from graphformer.nn.graph_conv import GraphConv
 from graphformer.nn.message_passing import MessagePassing
@@ -24,6 +27,9 @@ __all__ = [
     "GlobalPool",
     "GraphConv",
     "MessagePassing",
+    "PerformerAttention",
+    "PerformerProjection",
+    "SimpleGlobalAttention",
     "TransformerConv",
     "VirtualNode",
     "add_virtual_node",

@@ -1,4 +1,9 @@
-"""GPSLayer: a local message-passing layer and global attention side by side (GraphGPS, Rampášek et al. 2022)."""
+"""GPSLayer: a local message-passing layer and global attention side by side (GraphGPS, Rampášek et al. 2022).
+
+The global attention is softmax multi-head attention (``attn_type="multihead"``), or linear attention in
+:math:`O(N)` memory: Performer (``"performer"``, as PyG's ``GPSConv``) or SGFormer's simple global attention
+(``"sgformer"``, a graphformer extension); see :mod:`graphformer.nn.global_attention`.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,17 @@ from torch_geometric.nn.resolver import activation_resolver, normalization_resol
 from graphformer.graphs.structure import FullyConnected, fully_connected
 from graphformer.graphs.validation import check_index
 from graphformer.nn.attention_conv import AttentionConv
+from graphformer.nn.global_attention import PerformerAttention, SimpleGlobalAttention
 from graphformer.nn.inputs import check_features, check_sizes
 from graphformer.ops.sparse import cached_on
 
-# keyword arguments of nn.MultiheadAttention (GPSConv's `attn_kwargs`) that AttentionConv has a counterpart for
-_ATTN_KWARGS = ("dropout", "bias")
+# `attn_kwargs` accepted per `attn_type`: for "multihead" the nn.MultiheadAttention arguments (GPSConv's) that
+# AttentionConv has a counterpart for; for "performer" those of PyG's PerformerAttention (GPSConv passes them on)
+_ATTN_KWARGS = {
+    "multihead": ("dropout", "bias"),
+    "performer": ("head_channels", "kernel", "qkv_bias", "attn_out_bias", "dropout"),
+    "sgformer": ("qkv_bias", "normalize"),
+}
 
 
 def _copy(target: Tensor | None, source: Tensor | None, name: str) -> None:
@@ -72,6 +83,13 @@ class GPSLayer(nn.Module):
     2 channels]``. The constructor and ``forward`` are those of PyG's ``GPSConv``; :meth:`from_pyg` copies one, and
     ``load_state_dict`` accepts a ``GPSConv``'s state_dict (its stacked ``in_proj`` is split into Q/K/V).
 
+    ``attn_type`` picks ``Attn``. ``"multihead"``: softmax attention as above. ``"performer"``:
+    :class:`~graphformer.nn.PerformerAttention` (PyG's ``PerformerAttention``, kernelised with random features), as
+    in ``GPSConv``, but per graph without padding: PyG pads the batch and its padding nodes add to each graph's
+    normaliser, so the two agree when all graphs have one size (see the class). ``"sgformer"`` (a graphformer
+    extension): :class:`~graphformer.nn.SimpleGlobalAttention` with ``heads`` averaged heads of ``D`` channels.
+    Both linear kinds take :math:`O(N)` memory (no ``[L, L]`` scores) and no ``attn_bias``.
+
     Args:
         channels: features per node ``D``.
         conv: the local message-passing layer (input and output width ``D``), or None.
@@ -82,14 +100,17 @@ class GPSLayer(nn.Module):
             ...) resolved by PyG's ``normalization_resolver``, or None. A norm whose ``forward`` takes ``batch``
             gets it (PyG's ``LayerNorm`` then normalises per graph). A module instance is copied for each of
             the three norms.
-        attn_type: ``"multihead"`` (softmax attention). ``"performer"`` is not implemented yet.
-        attn_kwargs: ``nn.MultiheadAttention`` arguments with a counterpart here: ``dropout`` (on the
-            attention weights) and ``bias``.
+        attn_type: ``"multihead"`` (softmax attention), ``"performer"`` or ``"sgformer"`` (linear attention).
+        attn_kwargs: arguments of the attention. ``"multihead"``: the ``nn.MultiheadAttention`` arguments with a
+            counterpart here, ``dropout`` (on the attention weights) and ``bias``. ``"performer"``: those of
+            :class:`~graphformer.nn.PerformerAttention` (``head_channels`` (default 64), ``kernel``, ``qkv_bias``,
+            ``attn_out_bias``, ``dropout`` on its output), as PyG's ``GPSConv``. ``"sgformer"``: ``qkv_bias`` and
+            ``normalize`` of :class:`~graphformer.nn.SimpleGlobalAttention`.
 
     Shapes:
         - x: ``[N, D]``; edge_index: whatever ``conv`` takes (``[2, E]``, a sparse adjacency, a structure);
           batch: ``[N]`` sorted graph id of every node (None: one graph); attn_bias: additive attention scores
-          passed on to ``AttentionConv``
+          passed on to ``AttentionConv`` (``"multihead"`` only)
         - output: ``[N, D]``
     """
 
@@ -114,23 +135,24 @@ class GPSLayer(nn.Module):
             raise TypeError(f"`conv` must be a message-passing layer (an nn.Module) or None, got {type(conv).__name__}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout}")
-        if attn_type == "performer":
-            raise NotImplementedError(
-                "attn_type='performer' (linear attention) is not implemented in graphformer yet; "
-                "use attn_type='multihead'"
-            )
-        if attn_type != "multihead":
-            raise ValueError(f"`attn_type` must be 'multihead', got {attn_type!r}")
+        if attn_type not in _ATTN_KWARGS:
+            raise ValueError(f"`attn_type` must be one of {list(_ATTN_KWARGS)}, got {attn_type!r}")
         attn_kwargs = dict(attn_kwargs or {})
-        unknown = sorted(set(attn_kwargs) - set(_ATTN_KWARGS))
+        unknown = sorted(set(attn_kwargs) - set(_ATTN_KWARGS[attn_type]))
         if unknown:
             raise ValueError(
-                f"`attn_kwargs` {unknown} have no counterpart in graphformer's AttentionConv; "
-                f"supported: {list(_ATTN_KWARGS)}"
+                f"`attn_kwargs` {unknown} have no counterpart in graphformer's attention for attn_type={attn_type!r}; "
+                f"supported: {list(_ATTN_KWARGS[attn_type])}"
             )
         self.channels, self.heads, self.dropout, self.attn_type = channels, heads, dropout, attn_type
         self.conv = conv
-        self.attn = AttentionConv(channels, heads, **attn_kwargs)
+        self.attn: AttentionConv | PerformerAttention | SimpleGlobalAttention
+        if attn_type == "multihead":
+            self.attn = AttentionConv(channels, heads, **attn_kwargs)
+        elif attn_type == "performer":
+            self.attn = PerformerAttention(channels, heads, **attn_kwargs)
+        else:  # the heads are averaged: each keeps the layer's width
+            self.attn = SimpleGlobalAttention(channels, heads, head_channels=channels, **attn_kwargs)
         self.mlp = nn.Sequential(
             nn.Linear(channels, channels * 2),
             activation_resolver(act, **(act_kwargs or {})),
@@ -181,10 +203,18 @@ class GPSLayer(nn.Module):
             h = self.conv(x, edge_index, **kwargs)
             h = F.dropout(h, p=self.dropout, training=self.training) + x
             hs.append(self._norm(self.norm1, h, norm_kwargs))
-        attn_kwargs: dict[str, Any] = {}
-        if attn_bias is not None:
-            attn_kwargs["attn_bias"] = attn_bias
-        h = self.attn(x, structure, **attn_kwargs)  # global attention within each graph
+        if isinstance(self.attn, AttentionConv):  # global attention within each graph
+            attn_kwargs: dict[str, Any] = {}
+            if attn_bias is not None:
+                attn_kwargs["attn_bias"] = attn_bias
+            h = self.attn(x, structure, **attn_kwargs)
+        else:  # linear attention: per-graph sums, no pairs, so no bias
+            if attn_bias is not None:
+                raise ValueError(
+                    f"`attn_bias` needs attn_type='multihead'; linear attention (attn_type={self.attn_type!r}) "
+                    "forms no per-pair scores to add it to"
+                )
+            h = self.attn(x, ptr=structure.ptr)
         h = F.dropout(h, p=self.dropout, training=self.training) + x
         hs.append(self._norm(self.norm2, h, norm_kwargs))
         out = hs[0] if len(hs) == 1 else hs[0] + hs[1]
@@ -201,17 +231,21 @@ class GPSLayer(nn.Module):
         """A layer with the configuration of PyG's ``GPSConv`` ``layer`` and a copy of its weights.
 
         The local ``conv`` module is reused as it is (shared with ``layer``); the attention's stacked
-        ``in_proj`` is split into the Q/K/V projections; the MLP and the norms (buffers included: BatchNorm's
-        running statistics) are copied tensor by tensor.
+        ``in_proj`` is split into the Q/K/V projections (``attn_type="performer"``: PyG's ``PerformerAttention``
+        is copied tensor by tensor, its random ``projection_matrix`` included); the MLP and the norms (buffers
+        included: BatchNorm's running statistics) are copied tensor by tensor.
         """
         from torch_geometric.nn import GPSConv
 
         if not isinstance(layer, GPSConv):
             raise TypeError(f"`layer` must be a torch_geometric.nn.GPSConv, got {type(layer).__name__}")
         attn = layer.attn
+        if layer.attn_type == "performer":
+            return cls._from_pyg_performer(layer)
         if not isinstance(attn, nn.MultiheadAttention):
             raise NotImplementedError(
-                f"only attn_type='multihead' can be copied; this GPSConv has attn_type={layer.attn_type!r}"
+                f"only attn_type='multihead' or 'performer' can be copied; this GPSConv has "
+                f"attn_type={layer.attn_type!r}"
             )
         if not attn._qkv_same_embed_dim or attn.bias_k is not None or attn.add_zero_attn:
             raise ValueError("kdim / vdim / add_bias_kv / add_zero_attn have no graph counterpart and cannot be copied")
@@ -222,21 +256,44 @@ class GPSLayer(nn.Module):
             attn_kwargs={"dropout": attn.dropout, "bias": attn.in_proj_bias is not None},
         ).to(device=weight.device, dtype=weight.dtype)
         mine = new.attn
+        assert isinstance(mine, AttentionConv)  # attn_type="multihead"
         in_bias = attn.in_proj_bias.chunk(3) if attn.in_proj_bias is not None else (None, None, None)
         for proj, w, b, name in zip((mine.q_proj, mine.k_proj, mine.v_proj), weight.chunk(3), in_bias, "qkv"):
             _copy(proj.weight, w, f"attn.{name}_proj.weight")
             _copy(proj.bias, b, f"attn.{name}_proj.bias")
         for name in ("weight", "bias"):
             _copy(getattr(mine.out_proj, name), getattr(attn.out_proj, name), f"attn.out_proj.{name}")
-        _copy_module(new.mlp, layer.mlp, "mlp")
+        return new._copy_rest_from(layer)
+
+    @classmethod
+    def _from_pyg_performer(cls, layer: Any) -> GPSLayer:
+        """:meth:`from_pyg` for ``attn_type='performer'``: PyG's ``PerformerAttention`` has our names, so its
+        tensors (the random projection included) are copied one by one."""
+        attn = layer.attn
+        weight = attn.q.weight
+        attn_kwargs = {
+            "head_channels": attn.head_channels, "kernel": copy.deepcopy(attn.kernel),
+            "qkv_bias": attn.q.bias is not None, "attn_out_bias": attn.attn_out.bias is not None,
+            "dropout": attn.dropout.p,
+        }
+        new = cls(
+            layer.channels, layer.conv, heads=layer.heads, dropout=layer.dropout, act=copy.deepcopy(layer.mlp[1]),
+            norm=None, attn_type="performer", attn_kwargs=attn_kwargs,
+        ).to(device=weight.device, dtype=weight.dtype)
+        _copy_module(new.attn, attn, "attn")
+        return new._copy_rest_from(layer)
+
+    def _copy_rest_from(self, layer: Any) -> GPSLayer:
+        """Copy the MLP and the norms of PyG's ``GPSConv`` ``layer`` and its training mode; returns self."""
+        _copy_module(self.mlp, layer.mlp, "mlp")
         # norms: PyG's resolver forgets the name and arguments, so copy the modules (then each tensor is theirs)
-        new.norm1, new.norm2, new.norm3 = (copy.deepcopy(n) for n in (layer.norm1, layer.norm2, layer.norm3))
+        self.norm1, self.norm2, self.norm3 = (copy.deepcopy(n) for n in (layer.norm1, layer.norm2, layer.norm3))
         for name in ("norm1", "norm2", "norm3"):
-            if getattr(new, name) is not None:
-                _copy_module(getattr(new, name), getattr(layer, name), name)
-        new._set_norm_arguments()
-        new.train(layer.training)
-        return new
+            if getattr(self, name) is not None:
+                _copy_module(getattr(self, name), getattr(layer, name), name)
+        self._set_norm_arguments()
+        self.train(layer.training)
+        return self
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         """Also load a PyG ``GPSConv``'s state_dict: its ``nn.MultiheadAttention`` stacks Q/K/V in ``in_proj``."""
