@@ -475,11 +475,23 @@ class ResidualNet(nn.Module):
         return self.output(self.norm(h))  # [N, C]
 
 
+class GraphConvModule(nn.Module):
+    """``Drop(GELU(GraphConv(u, A)))``, GraphConv ``W1 u_i + W2 mean_j u_j``."""
+
+    def __init__(self, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = graphformer.GraphConv(hidden, hidden, aggr="mean")
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, u: Tensor, graph: Graph) -> Tensor:
+        return self.dropout(F.gelu(self.conv(u, graph.edge_index)))
+
+
 class SGFormerNet(ResidualNet):
     """SGFormer: one simple global attention layer beside ``L`` GraphConv blocks, mixed ``alpha : 1 - alpha``."""
 
     def __init__(self, in_channels: int, num_classes: int, hidden: int, layers: int, dropout: float) -> None:
-        blocks: list[nn.Module] = [Residual(_GraphConvModule(hidden, dropout), hidden) for _ in range(layers)]
+        blocks: list[nn.Module] = [Residual(GraphConvModule(hidden, dropout), hidden) for _ in range(layers)]
         super().__init__(in_channels, num_classes, hidden, dropout, blocks)
         self.attention = graphformer.SimpleGlobalAttention(hidden, heads=1, qkv_bias=True)
         self.attention_norm = nn.LayerNorm(hidden)
@@ -495,19 +507,7 @@ class SGFormerNet(ResidualNet):
         return self.output(self.norm(mixed))  # [N, C]
 
 
-class _GraphConvModule(nn.Module):
-    """``Drop(GELU(GraphConv(u, A)))``, GraphConv ``W1 u_i + W2 mean_j u_j``."""
-
-    def __init__(self, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.conv = graphformer.GraphConv(hidden, hidden, aggr="mean")
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, u: Tensor, graph: Graph) -> Tensor:
-        return self.dropout(F.gelu(self.conv(u, graph.edge_index)))
-
-
-class PolynormerAttention(nn.Module):
+class PolynormerGlobalLayer(nn.Module):
     """Polynormer's global layer: ``Drop(ReLU(W_o (LN(a) * (W_g z + beta))))``, ``a`` sigmoid-kernel linear
     attention over all nodes (:func:`graphformer.ops.linear_attention`)."""
 
@@ -544,7 +544,7 @@ class PolynormerNet(nn.Module):
         self.batch_norms = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in widths)
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in widths)
         self.global_norm = nn.LayerNorm(hidden)
-        self.global_layers = nn.ModuleList(PolynormerAttention(hidden, heads, dropout)
+        self.global_layers = nn.ModuleList(PolynormerGlobalLayer(hidden, heads, dropout)
                                            for _ in range(POLYNORMER_GLOBAL_LAYERS))
         self.predict_local = nn.Linear(hidden, num_classes)
         self.predict_global = nn.Linear(hidden, num_classes)
@@ -593,9 +593,10 @@ class ExphormerNet(ResidualNet):
     def attention_graph(graph: Graph, generator: torch.Generator) -> tuple[Any, Tensor]:
         """``(VirtualNodes, edge kinds [E', 4])`` of ``union(A, expander(4), I)`` plus one virtual node."""
         n, device = graph.num_nodes, graph.edge_index.device
-        random_edges = expander(EXPANDER_DEGREE, num_nodes=n, generator=generator).to(device)
+        random_edges = expander(EXPANDER_DEGREE, num_nodes=n, generator=generator).to(device)  # drawn on the CPU
         loops = torch.arange(n, device=device).expand(2, -1)
-        extended = with_virtual_nodes(union(graph.edge_index, random_edges, loops, num_nodes=n), num_nodes=n)
+        ptr = torch.tensor([0, n], device=device)  # one graph
+        extended = with_virtual_nodes(union(graph.edge_index, random_edges, loops, num_nodes=n), ptr=ptr)
         edges = extended.edge_index  # [2, E'] over N + 1 nodes, the virtual node is 0
         total = extended.num_nodes
         keys = edges[0] * total + edges[1]

@@ -274,3 +274,14 @@ def test_one_epoch_of_resnet_on_the_shared_minesweeper_writes_nothing_beside_it(
     assert row["metric"] == "roc_auc" and 0 <= row["test_mean"] <= 100 and math.isfinite(row["test_mean"])
     assert result["meta"]["data"].startswith("minesweeper: 10,000 nodes, 39,402 undirected edges, 7 features, 2")
     assert listing(MINESWEEPER.parent) == before and not cache.exists()
+
+
+def test_cora_gets_ten_random_splits_and_accuracy_without_writing_into_the_shared_copy(example, planetoid_root,
+                                                                                        tmp_path):
+    before = listing(planetoid_root)
+    cache = tmp_path / "cache"
+    result = example.main(["--dataset", "cora", "--models", "resnet", "--epochs", "1", "--splits", "1", "--threads",
+                           "1", "--no-progress", "--cache", str(cache)])
+    assert result["models"]["resnet"]["metric"] == "accuracy"
+    assert result["meta"]["data"].startswith("cora: 2,708 nodes, 5,278 undirected edges, 1433 features, 7 classes")
+    assert listing(planetoid_root) == before and (cache / "planetoid" / "Cora" / "raw").is_dir()
