@@ -243,9 +243,9 @@ class GPSLayer(nn.Module):
         if layer.attn_type == "performer":
             return cls._from_pyg_performer(layer)
         if not isinstance(attn, nn.MultiheadAttention):
-            raise NotImplementedError(
-                f"only attn_type='multihead' or 'performer' can be copied; this GPSConv has "
-                f"attn_type={layer.attn_type!r}"
+            raise ValueError(
+                f"`layer`: only a GPSConv with attn_type='multihead' (nn.MultiheadAttention) or 'performer' can be "
+                f"copied; this one has attn_type={layer.attn_type!r} and attn {type(attn).__name__}"
             )
         if not attn._qkv_same_embed_dim or attn.bias_k is not None or attn.add_zero_attn:
             raise ValueError("kdim / vdim / add_bias_kv / add_zero_attn have no graph counterpart and cannot be copied")

@@ -253,3 +253,10 @@ def test_linear_attention_kinds_bad_input_names_the_argument():
         GPSLayer(CHANNELS, None, attn_type="sgformer", attn_kwargs={"head_channels": 4})
     with pytest.raises(ValueError, match="normalize"):
         GPSLayer(CHANNELS, None, attn_type="sgformer", attn_kwargs={"normalize": "rows"})
+
+
+def test_from_pyg_refuses_an_attention_it_cannot_copy():
+    layer = GPSConv(8, None, heads=2)
+    layer.attn = nn.Identity()  # neither nn.MultiheadAttention nor PyG's PerformerAttention
+    with pytest.raises(ValueError, match="`layer`.*Identity"):
+        GPSLayer.from_pyg(layer)
